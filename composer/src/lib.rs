@@ -1,0 +1,2 @@
+//! composer
+#![forbid(unsafe_code)]

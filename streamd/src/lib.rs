@@ -1,0 +1,2 @@
+//! streamd
+#![forbid(unsafe_code)]

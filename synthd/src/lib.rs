@@ -1,0 +1,2 @@
+//! synthd
+#![forbid(unsafe_code)]
