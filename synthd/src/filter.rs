@@ -1,0 +1,122 @@
+//! Filters: the TPT state-variable filter (Zavalishin / Simper) and one-pole helpers.
+//!
+//! Why TPT: it stays stable and keeps its tuning when the cutoff moves every block (the pads' LFO
+//! and the station's brightness sweep it), unlike a direct-form biquad whose state is invalid after
+//! a coefficient change. Coefficients are recomputed at control rate (every 64 frames), never per
+//! sample, so the `tan` is off the hot loop.
+
+use shm_proto::SAMPLE_RATE;
+
+/// Coefficients of a state-variable filter.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SvfCoefs {
+    /// Damping (1/Q).
+    k: f32,
+    a1: f32,
+    a2: f32,
+    a3: f32,
+}
+
+impl SvfCoefs {
+    /// Cutoff `hz` (clamped to 20 Hz .. 0.45 * fs) and quality `q` (0.5 = soft, 0.707 = Butterworth).
+    pub fn new(hz: f32, q: f32) -> Self {
+        let fc = hz.clamp(20.0, 0.45 * SAMPLE_RATE as f32);
+        let g = (std::f32::consts::PI * fc / SAMPLE_RATE as f32).tan();
+        let k = 1.0 / q.max(0.3);
+        let a1 = 1.0 / (1.0 + g * (g + k));
+        let a2 = g * a1;
+        let a3 = g * a2;
+        SvfCoefs { k, a1, a2, a3 }
+    }
+}
+
+/// Integrator states of one SVF.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Svf {
+    ic1: f32,
+    ic2: f32,
+}
+
+/// Outputs of one SVF tick.
+#[derive(Clone, Copy, Debug)]
+pub struct SvfOut {
+    /// Low-pass.
+    pub low: f32,
+    /// Band-pass.
+    pub band: f32,
+    /// High-pass.
+    pub high: f32,
+}
+
+impl Svf {
+    /// One frame.
+    #[inline(always)]
+    pub fn tick(&mut self, c: &SvfCoefs, v0: f32) -> SvfOut {
+        let v3 = v0 - self.ic2;
+        let v1 = c.a1 * self.ic1 + c.a2 * v3;
+        let v2 = self.ic2 + c.a2 * self.ic1 + c.a3 * v3;
+        self.ic1 = 2.0 * v1 - self.ic1;
+        self.ic2 = 2.0 * v2 - self.ic2;
+        SvfOut {
+            low: v2,
+            band: v1,
+            high: v0 - c.k * v1 - v2,
+        }
+    }
+
+    /// Low-pass a block in place.
+    pub fn lowpass(&mut self, c: &SvfCoefs, buf: &mut [f32]) {
+        for x in buf.iter_mut() {
+            *x = self.tick(c, *x).low;
+        }
+    }
+
+    /// Band-pass a block in place (unity gain at the centre: band * k).
+    pub fn bandpass(&mut self, c: &SvfCoefs, buf: &mut [f32]) {
+        for x in buf.iter_mut() {
+            *x = self.tick(c, *x).band * c.k;
+        }
+    }
+
+    /// High-pass a block in place.
+    pub fn highpass(&mut self, c: &SvfCoefs, buf: &mut [f32]) {
+        for x in buf.iter_mut() {
+            *x = self.tick(c, *x).high;
+        }
+    }
+}
+
+/// One-pole coefficient for a low-pass at `hz`: `y += a * (x - y)`.
+pub fn one_pole_coef(hz: f32) -> f32 {
+    1.0 - (-std::f32::consts::TAU * hz / SAMPLE_RATE as f32).exp()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::osc::{Tables, lookup, phase_inc};
+
+    fn gain_at(hz: f32, cutoff: f32) -> f32 {
+        let c = SvfCoefs::new(cutoff, 0.707);
+        let mut f = Svf::default();
+        let t = Tables::get();
+        let inc = phase_inc(hz);
+        let mut phase = 0u32;
+        let mut peak = 0.0f32;
+        for n in 0..44_100 {
+            let y = f.tick(&c, lookup(&t.sine, phase)).low;
+            phase = phase.wrapping_add(inc);
+            if n > 22_050 {
+                peak = peak.max(y.abs());
+            }
+        }
+        peak
+    }
+
+    #[test]
+    fn lowpass_passes_low_and_cuts_high() {
+        assert!((gain_at(100.0, 1000.0) - 1.0).abs() < 0.02);
+        assert!((gain_at(1000.0, 1000.0) - 0.707).abs() < 0.03);
+        assert!(gain_at(8000.0, 1000.0) < 0.02);
+    }
+}

@@ -1,0 +1,264 @@
+//! [`StationRenderer`]: one station's whole synthesis — pending notes, voice pool, master bus —
+//! rendering the station timeline chunk by chunk.
+//!
+//! Rendering walks the timeline in segments that end at the next 64-frame control boundary of the
+//! station clock, the next event start or the end of the caller's buffer. Control-rate work
+//! happens only on clock boundaries and every recursive state advances per frame, so the output is
+//! bit-identical whatever block sizes the caller uses, and every note starts at its exact frame.
+//! Everything is allocated in `new`; the render path never allocates and takes no lock.
+
+use shm_proto::{CHUNK_SAMPLES, NoteEvent, Part, SAMPLE_RATE, StationParams};
+
+use crate::instruments::Instrument;
+use crate::master::Master;
+use crate::osc::Tables;
+use crate::pending::PendingQueue;
+use crate::pool::VoicePool;
+use crate::voice::{BLOCK, Ctx, Scratch};
+
+/// Capacity of the pending-event queue.
+pub const PENDING_CAPACITY: usize = 1024;
+/// Events later than this (frames behind the clock) are dropped rather than started.
+pub const MAX_LATENESS: u64 = SAMPLE_RATE as u64;
+/// Per control block smoothing of brightness (time constant about 80 ms).
+const BRIGHTNESS_SMOOTHING: f32 = 0.018;
+
+/// Renders one station.
+#[derive(Debug)]
+pub struct StationRenderer {
+    /// Shared wavetables.
+    tables: &'static Tables,
+    /// Voices.
+    pool: VoicePool,
+    /// Scratch lent to each voice.
+    scratch: Scratch,
+    /// Dry bus, one segment.
+    bus_l: [f32; BLOCK],
+    /// Dry bus, one segment.
+    bus_r: [f32; BLOCK],
+    /// Reverb, limiter, gain.
+    master: Master,
+    /// Events waiting for their frame.
+    pending: PendingQueue,
+    /// Frames rendered so far (the station timeline).
+    clock: u64,
+    /// Current parameters.
+    params: StationParams,
+    /// Brightness target from intensity.
+    brightness_target: f32,
+    /// Smoothed brightness the voices see.
+    brightness: f32,
+    /// f32 staging for `render_chunk`.
+    chunk: Box<[f32]>,
+    /// Events dropped for being more than a second late, or for an unknown part.
+    dropped: u64,
+}
+
+impl StationRenderer {
+    /// Allocates everything the station will ever need.
+    pub fn new(params: StationParams) -> Self {
+        let tables = Tables::get();
+        let b = brightness_of(&params);
+        StationRenderer {
+            tables,
+            pool: VoicePool::new(tables),
+            scratch: Scratch::new(),
+            bus_l: [0.0; BLOCK],
+            bus_r: [0.0; BLOCK],
+            master: Master::new(),
+            pending: PendingQueue::new(PENDING_CAPACITY),
+            clock: 0,
+            params,
+            brightness_target: b,
+            brightness: b,
+            chunk: vec![0.0; CHUNK_SAMPLES].into_boxed_slice(),
+            dropped: 0,
+        }
+    }
+
+    /// Queues a note for its start frame. `false` when the pending queue is full (try again after
+    /// the next chunk). Never allocates.
+    pub fn push_event(&mut self, ev: &NoteEvent) -> bool {
+        if Part::from_u8(ev.part).is_none() {
+            self.dropped += 1;
+            return true;
+        }
+        self.pending.push(ev)
+    }
+
+    /// Frames rendered so far.
+    pub fn clock(&self) -> u64 {
+        self.clock
+    }
+
+    /// Continues a station's timeline at `frames` (a restarted synthd).
+    pub fn set_clock(&mut self, frames: u64) {
+        self.clock = frames;
+    }
+
+    /// New parameters: intensity moves brightness smoothly over about 80 ms.
+    pub fn set_params(&mut self, params: StationParams) {
+        self.params = params;
+        self.brightness_target = brightness_of(&params);
+    }
+
+    /// Current parameters.
+    pub fn params(&self) -> StationParams {
+        self.params
+    }
+
+    /// Voices sounding (including stolen voices fading out).
+    pub fn voices_active(&self) -> usize {
+        self.pool.active()
+    }
+
+    /// Voices of `part` sounding.
+    pub fn voices_in_part(&self, part: Part) -> usize {
+        self.pool.active_in_part(part as u8)
+    }
+
+    /// Events waiting for their frame.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Notes that stole a voice so far.
+    pub fn steals(&self) -> u64 {
+        self.pool.steals()
+    }
+
+    /// Events dropped (too late or unknown part).
+    pub fn dropped_events(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Current limiter gain (1 = idle).
+    pub fn limiter_gain(&self) -> f32 {
+        self.master.limiter_gain()
+    }
+
+    /// True if the reverb holds subnormal numbers (tests).
+    pub fn has_subnormal_state(&self) -> bool {
+        self.master.reverb().has_subnormal_state()
+    }
+
+    /// Renders the next chunk (4,410 frames) as interleaved s16.
+    pub fn render_chunk(&mut self, out: &mut [i16; CHUNK_SAMPLES]) {
+        let mut buf = std::mem::take(&mut self.chunk);
+        self.render_f32(&mut buf);
+        for (o, &x) in out.iter_mut().zip(buf.iter()) {
+            *o = to_i16(x);
+        }
+        self.chunk = buf;
+    }
+
+    /// Renders `out.len() / 2` frames of interleaved stereo f32 (length must be even).
+    pub fn render_f32(&mut self, out: &mut [f32]) {
+        debug_assert!(
+            out.len() % 2 == 0,
+            "interleaved stereo needs an even length"
+        );
+        let frames = out.len() / 2;
+        let mut done = 0;
+        while done < frames {
+            self.start_due_events();
+            let into_block = (self.clock % BLOCK as u64) as usize;
+            let at_grid = into_block == 0;
+            if at_grid {
+                self.brightness +=
+                    (self.brightness_target - self.brightness) * BRIGHTNESS_SMOOTHING;
+            }
+            let mut n = (frames - done).min(BLOCK - into_block);
+            if let Some(ev) = self.pending.front() {
+                // Events at or before the clock were started above, so this is > clock.
+                n = n.min((ev.at_frame - self.clock).min(BLOCK as u64) as usize);
+            }
+            self.render_segment(at_grid, n);
+            for (i, frame) in out[2 * done..2 * (done + n)]
+                .chunks_exact_mut(2)
+                .enumerate()
+            {
+                frame[0] = self.bus_l[i];
+                frame[1] = self.bus_r[i];
+            }
+            self.clock += n as u64;
+            done += n;
+        }
+    }
+
+    /// Starts every pending event due at or before the clock (late ones within a second start now,
+    /// keeping their note-off on the timeline; later ones are dropped).
+    fn start_due_events(&mut self) {
+        let ctx = Ctx {
+            tables: self.tables,
+            brightness: self.brightness,
+        };
+        while let Some(ev) = self.pending.front().copied() {
+            if ev.at_frame > self.clock {
+                break;
+            }
+            self.pending.pop();
+            let late = self.clock - ev.at_frame;
+            let Some(instrument) = Instrument::for_event(&ev) else {
+                self.dropped += 1;
+                continue;
+            };
+            if late > MAX_LATENESS {
+                self.dropped += 1;
+                continue;
+            }
+            let mut ev = ev;
+            ev.duration_frames = ev.duration_frames.saturating_sub(late as u32).max(1);
+            self.pool
+                .allocate()
+                .start(instrument, &ev, self.clock, &ctx);
+        }
+    }
+
+    /// Renders `n` frames (at most one control block) into the bus and through the master.
+    fn render_segment(&mut self, at_grid: bool, n: usize) {
+        let ctx = Ctx {
+            tables: self.tables,
+            brightness: self.brightness,
+        };
+        let (l, r) = (&mut self.bus_l[..n], &mut self.bus_r[..n]);
+        l.fill(0.0);
+        r.fill(0.0);
+        for v in self.pool.all_mut().iter_mut().filter(|v| v.is_active()) {
+            v.render(&ctx, at_grid, &mut self.scratch, l, r);
+        }
+        self.master.process(l, r);
+    }
+}
+
+/// Brightness 0..=1 from the station intensity.
+fn brightness_of(p: &StationParams) -> f32 {
+    if p.intensity.is_finite() {
+        p.intensity.clamp(0.0, 1.0)
+    } else {
+        0.5
+    }
+}
+
+/// Rounds a limited sample to s16 (saturating; the limiter keeps it under -1.5 dBFS anyway).
+#[inline(always)]
+fn to_i16(x: f32) -> i16 {
+    let v = x * 32_767.0;
+    (v + 0.5f32.copysign(v)) as i16
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounding_to_i16_is_symmetric_and_saturates() {
+        assert_eq!(to_i16(0.0), 0);
+        assert_eq!(to_i16(1.0), 32_767);
+        assert_eq!(to_i16(-1.0), -32_767);
+        assert_eq!(to_i16(2.0), 32_767);
+        assert_eq!(to_i16(-2.0), -32_768);
+        assert_eq!(to_i16(0.5 / 32_767.0), 1);
+        assert_eq!(to_i16(f32::NAN), 0);
+    }
+}
