@@ -1,0 +1,86 @@
+//! Command-line flags and environment of the gateway, and the fixed tuning constants.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// streamd's settings. Every flag can also come from the environment, so the same binary runs
+/// under systemd (environment file) and from a shell; the `auralis` launcher flattens this struct.
+#[derive(Clone, Debug, clap::Args)]
+pub struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "AURALIS_HOST", default_value = "0.0.0.0")]
+    pub host: String,
+
+    /// TCP port to listen on (shared with other streamd instances through SO_REUSEPORT).
+    #[arg(long, env = "AURALIS_PORT", default_value_t = 8000)]
+    pub port: u16,
+
+    /// Most simultaneous WebSocket connections; one more is answered HTTP 503.
+    #[arg(long, env = "WS_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: u32,
+
+    /// Seconds a shutting-down gateway keeps streaming to its clients after telling them to
+    /// reconnect elsewhere, before it closes them with code 1001.
+    #[arg(long, env = "STREAMD_DRAIN_SECS", default_value_t = 5.0)]
+    pub drain_secs: f64,
+
+    /// Serve the player from this folder instead of the page built into the binary (handy while
+    /// working on the page: it is re-read on every request).
+    #[arg(long, env = "STREAMD_CLIENT_DIR")]
+    pub client_dir: Option<PathBuf>,
+}
+
+impl Default for Args {
+    /// The same values as the flags' defaults, without reading the environment (for tests and
+    /// embedders).
+    fn default() -> Self {
+        Self {
+            host: "0.0.0.0".to_owned(),
+            port: 8000,
+            max_connections: 10_000,
+            drain_secs: 5.0,
+            client_dir: None,
+        }
+    }
+}
+
+impl Args {
+    /// The drain period, clamped to something sane (negative or NaN means none).
+    pub fn drain(&self) -> Duration {
+        if self.drain_secs.is_finite() && self.drain_secs > 0.0 {
+            Duration::from_secs_f64(self.drain_secs.min(3600.0))
+        } else {
+            Duration::ZERO
+        }
+    }
+}
+
+/// How often the control block is polled for new stations (and demand is reported).
+pub const CONTROL_POLL: Duration = Duration::from_millis(500);
+
+/// A writer whose heartbeat is older than this is reported as stalled.
+pub const STALL_AFTER: Duration = Duration::from_millis(500);
+
+/// Longest a ring reader sleeps in one `wait`, so it notices health changes and shutdown.
+pub const READER_WAIT: Duration = Duration::from_millis(100);
+
+/// Retry period while a station's ring does not exist yet (synthd not started).
+pub const ATTACH_RETRY: Duration = Duration::from_millis(250);
+
+/// Encoded chunks queued in a station's broadcast channel; a listener further behind skips to live.
+pub const BROADCAST_CAPACITY: usize = 64;
+
+/// Messages queued between one connection's session and its socket writer.
+pub const CLIENT_QUEUE: usize = 16;
+
+/// A client whose socket accepts nothing for this long is disconnected.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Largest message accepted from a client; a bigger one closes the connection with 1009.
+pub const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
+
+/// Chunks sent ahead of live when a client starts (the "normal" tier: 500 ms).
+pub const PREROLL_CHUNKS: usize = 5;
+
+/// After closing the clients, how long shutdown waits for their sockets to finish.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(3);

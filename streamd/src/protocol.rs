@@ -1,0 +1,690 @@
+//! The messages of the WebSocket protocol: what a client may send (parsed into [`ClientRequest`]
+//! with a precise [`ErrorCode`] when it is wrong), what the server sends ([`ServerMessage`]), and
+//! the audio chunk encoded once per station and finished per client ([`EncodedChunk`]).
+
+use std::fmt::Write as _;
+
+use base64::Engine as _;
+use bytes::{BufMut as _, Bytes, BytesMut};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use shm_proto::{CHANNELS, CHUNK_MS, CHUNK_SAMPLES, SAMPLE_RATE};
+
+/// How a client wants its audio.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    /// JSON text frames with the samples in base64 (the default; works everywhere).
+    Json,
+    /// Binary frames: an [`BINARY_MAGIC`] header and raw s16le samples (a third smaller).
+    Pcm16,
+}
+
+impl Format {
+    fn parse(text: &str) -> Option<Self> {
+        match text {
+            "json" | "base64" => Some(Self::Json),
+            "pcm16" | "binary" => Some(Self::Pcm16),
+            _ => None,
+        }
+    }
+}
+
+/// The client's buffering tier. Only `normal` exists until adaptive buffering lands; the field is
+/// in every audio message so clients can rely on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    /// 300 ms target buffer.
+    Minimal,
+    /// 500 ms target buffer.
+    Normal,
+    /// 700 ms target buffer.
+    Stable,
+    /// 1000 ms target buffer.
+    Defensive,
+}
+
+impl Tier {
+    /// The name used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Minimal => "minimal",
+            Self::Normal => "normal",
+            Self::Stable => "stable",
+            Self::Defensive => "defensive",
+        }
+    }
+    /// The code used in the binary header.
+    pub fn code(self) -> u8 {
+        match self {
+            Self::Minimal => 0,
+            Self::Normal => 1,
+            Self::Stable => 2,
+            Self::Defensive => 3,
+        }
+    }
+}
+
+/// Machine-readable error codes of `{"type":"error"}` messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The text frame is not JSON.
+    InvalidJson,
+    /// JSON, but not an object with a string `type` (or a field has the wrong type).
+    InvalidMessage,
+    /// `type` is not one the server knows.
+    UnknownType,
+    /// `action` of a control message is not one the server knows.
+    UnknownAction,
+    /// A parameter name the server does not know.
+    UnknownParam,
+    /// A known parameter with a bad value.
+    InvalidParam,
+    /// The requested station does not exist.
+    UnknownStation,
+    /// No station exists yet (composer not running?).
+    NoStation,
+    /// Known but not available in this version (changing musical parameters).
+    Unsupported,
+    /// Clients send text frames only.
+    BinaryNotSupported,
+}
+
+/// A protocol error to report to the client (the connection stays open).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProtocolError {
+    /// What kind of error.
+    pub code: ErrorCode,
+    /// For humans.
+    pub message: String,
+}
+
+impl ProtocolError {
+    /// Builds one.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+    /// The `{"type":"error"}` message for it.
+    pub fn to_message(&self) -> ServerMessage {
+        ServerMessage::Error {
+            code: self.code,
+            message: self.message.clone(),
+        }
+    }
+}
+
+/// Musical parameters composer owns; accepted by name, not yet applied by the gateway.
+pub const MUSICAL_PARAMS: [&str; 6] = ["key", "mode", "bpm", "intensity", "seed", "preset"];
+
+/// What `start` asks for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StartParams {
+    /// Station id; `None` means the default station.
+    pub station: Option<String>,
+    /// Audio format; `None` keeps the connection's current one (JSON initially).
+    pub format: Option<Format>,
+    /// Replay from this seq (a reconnecting client), as far as the history reaches.
+    pub resume_from: Option<u64>,
+    /// Names of musical parameters given (accepted, not applied yet: reported in the ack).
+    pub musical: Vec<String>,
+}
+
+/// What `set` asks for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SetParams {
+    /// Switch to another station.
+    pub station: Option<String>,
+    /// Switch the audio format.
+    pub format: Option<Format>,
+    /// Names of musical parameters given (refused with `unsupported` for now).
+    pub musical: Vec<String>,
+}
+
+/// A well-formed client request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientRequest {
+    /// `{"type":"control","action":"start","params":{...}}`
+    Start(StartParams),
+    /// `{"type":"control","action":"stop"}`
+    Stop,
+    /// `{"type":"control","action":"set","params":{...}}`
+    Set(SetParams),
+    /// `{"type":"control","action":"ping"}` or `{"type":"ping"}`
+    Ping,
+}
+
+/// Parses one text frame from a client.
+pub fn parse_client_message(text: &str) -> Result<ClientRequest, ProtocolError> {
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| ProtocolError::new(ErrorCode::InvalidJson, format!("not valid JSON: {e}")))?;
+    let Value::Object(object) = value else {
+        return Err(ProtocolError::new(
+            ErrorCode::InvalidMessage,
+            "a message must be a JSON object",
+        ));
+    };
+    let kind = match object.get("type") {
+        Some(Value::String(kind)) => kind.as_str(),
+        _ => {
+            return Err(ProtocolError::new(
+                ErrorCode::InvalidMessage,
+                "a message needs a string field \"type\"",
+            ));
+        }
+    };
+    match kind {
+        "ping" => Ok(ClientRequest::Ping),
+        "control" => parse_control(&object),
+        other => Err(ProtocolError::new(
+            ErrorCode::UnknownType,
+            format!("unknown message type {other:?} (expected \"control\" or \"ping\")"),
+        )),
+    }
+}
+
+fn parse_control(object: &Map<String, Value>) -> Result<ClientRequest, ProtocolError> {
+    let action = match object.get("action") {
+        Some(Value::String(action)) => action.as_str(),
+        _ => {
+            return Err(ProtocolError::new(
+                ErrorCode::InvalidMessage,
+                "a control message needs a string field \"action\"",
+            ));
+        }
+    };
+    let empty = Map::new();
+    let params = match object.get("params") {
+        None | Some(Value::Null) => &empty,
+        Some(Value::Object(params)) => params,
+        Some(_) => {
+            return Err(ProtocolError::new(
+                ErrorCode::InvalidMessage,
+                "\"params\" must be an object",
+            ));
+        }
+    };
+    match action {
+        "start" => parse_start(params).map(ClientRequest::Start),
+        "stop" => Ok(ClientRequest::Stop),
+        "set" => parse_set(params).map(ClientRequest::Set),
+        "ping" => Ok(ClientRequest::Ping),
+        other => Err(ProtocolError::new(
+            ErrorCode::UnknownAction,
+            format!("unknown action {other:?} (expected start, stop, set or ping)"),
+        )),
+    }
+}
+
+fn parse_start(params: &Map<String, Value>) -> Result<StartParams, ProtocolError> {
+    let mut start = StartParams::default();
+    for (name, value) in params {
+        match name.as_str() {
+            "station" => start.station = Some(parse_station(value)?),
+            "format" => start.format = Some(parse_format(value)?),
+            "resume_from" => match value.as_u64() {
+                Some(seq) => start.resume_from = Some(seq),
+                None if value.is_null() => {}
+                None => {
+                    return Err(ProtocolError::new(
+                        ErrorCode::InvalidParam,
+                        "\"resume_from\" must be a non-negative integer seq",
+                    ));
+                }
+            },
+            musical if MUSICAL_PARAMS.contains(&musical) => start.musical.push(musical.to_owned()),
+            other => return Err(unknown_param(other)),
+        }
+    }
+    start.musical.sort();
+    Ok(start)
+}
+
+fn parse_set(params: &Map<String, Value>) -> Result<SetParams, ProtocolError> {
+    let mut set = SetParams::default();
+    for (name, value) in params {
+        match name.as_str() {
+            "station" => set.station = Some(parse_station(value)?),
+            "format" => set.format = Some(parse_format(value)?),
+            musical if MUSICAL_PARAMS.contains(&musical) => set.musical.push(musical.to_owned()),
+            other => return Err(unknown_param(other)),
+        }
+    }
+    set.musical.sort();
+    Ok(set)
+}
+
+fn unknown_param(name: &str) -> ProtocolError {
+    ProtocolError::new(
+        ErrorCode::UnknownParam,
+        format!(
+            "unknown parameter {name:?} (known: station, format, resume_from, {})",
+            MUSICAL_PARAMS.join(", ")
+        ),
+    )
+}
+
+fn parse_station(value: &Value) -> Result<String, ProtocolError> {
+    match value {
+        Value::String(name) if !name.is_empty() && name.len() <= 31 => Ok(name.clone()),
+        _ => Err(ProtocolError::new(
+            ErrorCode::InvalidParam,
+            "\"station\" must be a station id (1 to 31 bytes)",
+        )),
+    }
+}
+
+fn parse_format(value: &Value) -> Result<Format, ProtocolError> {
+    value.as_str().and_then(Format::parse).ok_or_else(|| {
+        ProtocolError::new(
+            ErrorCode::InvalidParam,
+            "\"format\" must be \"json\" (base64 in JSON text frames) or \"pcm16\" (binary frames)",
+        )
+    })
+}
+
+/// Everything the server sends except audio (which is [`EncodedChunk`]).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// A control message was applied.
+    Ack {
+        /// The action acknowledged.
+        action: &'static str,
+        /// The station streamed after it (start and set).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        station: Option<String>,
+        /// The audio format after it (start and set).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        format: Option<Format>,
+        /// Seq of the first audio message that follows (start), when the ring has audio.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        first_seq: Option<u64>,
+        /// Musical parameters accepted but not applied yet (start).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        ignored_params: Vec<String>,
+    },
+    /// A control message was refused or a frame was malformed; the connection stays open.
+    Error {
+        /// Machine-readable.
+        code: ErrorCode,
+        /// For humans.
+        message: String,
+    },
+    /// Answer to a ping, with the server's clock (Unix seconds) for latency estimates.
+    Pong {
+        /// Server time.
+        timestamp: f64,
+    },
+    /// Something happened to the stream.
+    Status(StatusMessage),
+    /// The server is shutting down: reconnect (with `resume_from`) after `reconnect_after_ms`.
+    /// Audio continues until the server closes the socket with 1001, `closes_in_ms` from now.
+    Draining {
+        /// When to reconnect (spread per client so they do not all come back at once).
+        reconnect_after_ms: u64,
+        /// When this server closes the connection.
+        closes_in_ms: u64,
+        /// The seq to pass as `resume_from` when reconnecting, if streaming.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        resume_from: Option<u64>,
+    },
+}
+
+/// `{"type":"status","state":...}`: one struct, the fields that apply to the state set.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct StatusMessage {
+    /// `skipped`, `resumed`, `source_stalled`, `source_recovered`, `source_restarted`.
+    pub state: &'static str,
+    /// The station concerned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub station: Option<String>,
+    /// `skipped`: chunks this client did not get because it fell behind live.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missed: Option<u64>,
+    /// `resumed`: chunks asked for that are no longer in the history.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lost: Option<u64>,
+    /// `resumed`: the seq that follows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_seq: Option<u64>,
+    /// `source_stalled`: `stalled` (synthd alive but silent) or `dead` (synthd gone).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+}
+
+impl ServerMessage {
+    /// The JSON text of the message.
+    pub fn to_json(&self) -> String {
+        // Serialising these plain types cannot fail.
+        serde_json::to_string(self).unwrap_or_else(|_| String::from("{\"type\":\"error\"}"))
+    }
+}
+
+/// Unix seconds with microseconds, as a JSON number.
+pub fn unix_seconds_json(unix_ns: u64) -> String {
+    format!(
+        "{}.{:06}",
+        unix_ns / 1_000_000_000,
+        (unix_ns % 1_000_000_000) / 1_000
+    )
+}
+
+/// Current wall-clock time in Unix seconds.
+pub fn now_unix_seconds() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Magic of binary audio frames.
+pub const BINARY_MAGIC: [u8; 4] = *b"AUR1";
+/// Length of the binary header; samples follow it.
+pub const BINARY_HEADER_LEN: usize = 40;
+/// Format code of s16le in the binary header.
+pub const BINARY_FORMAT_S16LE: u16 = 1;
+const BINARY_TIER_OFFSET: usize = 34;
+const BINARY_DEPTH_OFFSET: usize = 36;
+
+/// One chunk encoded once for every listener of its station. Per-client fields (`buffer_depth`,
+/// `current_tier`) come last so a client's message is the shared head plus a few bytes.
+#[derive(Debug)]
+pub struct EncodedChunk {
+    /// Station sequence number.
+    pub seq: u64,
+    /// When synthd published it.
+    pub publish_unix_ns: u64,
+    /// The JSON message up to and including `"buffer_depth":`.
+    json_head: String,
+    /// The binary frame with zero in the per-client fields.
+    binary: Bytes,
+}
+
+impl EncodedChunk {
+    /// Encodes `samples` (interleaved stereo s16) once: base64 JSON head and binary frame.
+    pub fn encode(
+        station: &str,
+        seq: u64,
+        publish_unix_ns: u64,
+        samples: &[i16; CHUNK_SAMPLES],
+    ) -> Self {
+        let mut pcm = BytesMut::with_capacity(BINARY_HEADER_LEN + CHUNK_SAMPLES * 2);
+        pcm.put_slice(&BINARY_MAGIC);
+        pcm.put_u32_le(BINARY_HEADER_LEN as u32);
+        pcm.put_u64_le(seq);
+        pcm.put_f64_le(publish_unix_ns as f64 / 1e9);
+        pcm.put_u32_le(SAMPLE_RATE);
+        pcm.put_u16_le(CHANNELS as u16);
+        pcm.put_u16_le(BINARY_FORMAT_S16LE);
+        pcm.put_u16_le(CHUNK_MS as u16);
+        pcm.put_u8(0); // tier, per client
+        pcm.put_u8(0); // reserved
+        pcm.put_u32_le(0); // buffer_depth, per client
+        debug_assert_eq!(pcm.len(), BINARY_HEADER_LEN);
+        for &sample in samples {
+            pcm.put_i16_le(sample);
+        }
+        let station_json = serde_json::to_string(station).unwrap_or_else(|_| "\"\"".into());
+        let b64_len = (CHUNK_SAMPLES * 2).div_ceil(3) * 4;
+        let mut json_head = String::with_capacity(b64_len + 256);
+        // Writing into a String cannot fail.
+        let _ = write!(
+            json_head,
+            "{{\"type\":\"audio\",\"seq\":{seq},\"timestamp\":{},\"duration_ms\":{CHUNK_MS},\
+             \"sample_rate\":{SAMPLE_RATE},\"channels\":{CHANNELS},\"format\":\"s16le\",\
+             \"station\":{station_json},\"data\":\"",
+            unix_seconds_json(publish_unix_ns)
+        );
+        base64::engine::general_purpose::STANDARD
+            .encode_string(&pcm[BINARY_HEADER_LEN..], &mut json_head);
+        json_head.push_str("\",\"buffer_depth\":");
+        Self {
+            seq,
+            publish_unix_ns,
+            json_head,
+            binary: pcm.freeze(),
+        }
+    }
+
+    /// The JSON text message for one client.
+    pub fn json_for(&self, buffer_depth: u32, tier: Tier) -> String {
+        let mut text = String::with_capacity(self.json_head.len() + 40);
+        text.push_str(&self.json_head);
+        let _ = write!(
+            text,
+            "{buffer_depth},\"current_tier\":\"{}\"}}",
+            tier.as_str()
+        );
+        text
+    }
+
+    /// The binary frame for one client.
+    pub fn binary_for(&self, buffer_depth: u32, tier: Tier) -> Bytes {
+        let mut frame = BytesMut::from(&self.binary[..]);
+        frame[BINARY_TIER_OFFSET] = tier.code();
+        frame[BINARY_DEPTH_OFFSET..BINARY_DEPTH_OFFSET + 4]
+            .copy_from_slice(&buffer_depth.to_le_bytes());
+        frame.freeze()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shm_proto::CHUNK_BYTES;
+
+    fn chunk() -> EncodedChunk {
+        let mut samples = [0i16; CHUNK_SAMPLES];
+        for (i, s) in samples.iter_mut().enumerate() {
+            *s = (i as i16).wrapping_mul(7).wrapping_sub(3000);
+        }
+        EncodedChunk::encode("focus", 42, 1_735_228_800_123_456_789, &samples)
+    }
+
+    #[test]
+    fn audio_json_has_exact_fields_and_sizes() {
+        let text = chunk().json_for(5, Tier::Normal);
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let o = v.as_object().unwrap();
+        let mut keys: Vec<&str> = o.keys().map(String::as_str).collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "buffer_depth",
+                "channels",
+                "current_tier",
+                "data",
+                "duration_ms",
+                "format",
+                "sample_rate",
+                "seq",
+                "station",
+                "timestamp",
+                "type"
+            ]
+        );
+        assert_eq!(o["type"], "audio");
+        assert_eq!(o["seq"], 42);
+        assert!((o["timestamp"].as_f64().unwrap() - 1_735_228_800.123456).abs() < 1e-6);
+        assert_eq!(o["duration_ms"], 100);
+        assert_eq!(o["sample_rate"], 44100);
+        assert_eq!(o["channels"], 2);
+        assert_eq!(o["format"], "s16le");
+        assert_eq!(o["station"], "focus");
+        assert_eq!(o["buffer_depth"], 5);
+        assert_eq!(o["current_tier"], "normal");
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(o["data"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(data.len(), CHUNK_BYTES);
+        assert_eq!(data.len(), 17_640);
+        assert_eq!(i16::from_le_bytes([data[0], data[1]]), -3000);
+        assert_eq!(i16::from_le_bytes([data[2], data[3]]), -2993);
+    }
+
+    #[test]
+    fn per_client_fields_differ_but_share_the_head() {
+        let c = chunk();
+        let a = c.json_for(0, Tier::Normal);
+        let b = c.json_for(12, Tier::Defensive);
+        assert!(a.ends_with("\"buffer_depth\":0,\"current_tier\":\"normal\"}"));
+        assert!(b.ends_with("\"buffer_depth\":12,\"current_tier\":\"defensive\"}"));
+        assert_eq!(a[..c.json_head.len()], b[..c.json_head.len()]);
+    }
+
+    #[test]
+    fn binary_frame_layout() {
+        let frame = chunk().binary_for(7, Tier::Stable);
+        assert_eq!(frame.len(), BINARY_HEADER_LEN + CHUNK_BYTES);
+        assert_eq!(&frame[0..4], b"AUR1");
+        assert_eq!(u32::from_le_bytes(frame[4..8].try_into().unwrap()), 40);
+        assert_eq!(u64::from_le_bytes(frame[8..16].try_into().unwrap()), 42);
+        let ts = f64::from_le_bytes(frame[16..24].try_into().unwrap());
+        assert!((ts - 1_735_228_800.123_456_8).abs() < 1e-5);
+        assert_eq!(
+            u32::from_le_bytes(frame[24..28].try_into().unwrap()),
+            44_100
+        );
+        assert_eq!(u16::from_le_bytes(frame[28..30].try_into().unwrap()), 2);
+        assert_eq!(u16::from_le_bytes(frame[30..32].try_into().unwrap()), 1);
+        assert_eq!(u16::from_le_bytes(frame[32..34].try_into().unwrap()), 100);
+        assert_eq!(frame[34], 2);
+        assert_eq!(u32::from_le_bytes(frame[36..40].try_into().unwrap()), 7);
+        assert_eq!(i16::from_le_bytes([frame[40], frame[41]]), -3000);
+    }
+
+    #[test]
+    fn parses_the_seed_scenario_start() {
+        let r = parse_client_message(
+            r#"{"type":"control","action":"start","params":{"key":"C","bpm":70,"intensity":0.5}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            r,
+            ClientRequest::Start(StartParams {
+                musical: vec!["bpm".into(), "intensity".into(), "key".into()],
+                ..StartParams::default()
+            })
+        );
+    }
+
+    #[test]
+    fn parses_start_stop_set_ping() {
+        let r = parse_client_message(
+            r#"{"type":"control","action":"start","params":{"station":"sleep","format":"pcm16","resume_from":17}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            r,
+            ClientRequest::Start(StartParams {
+                station: Some("sleep".into()),
+                format: Some(Format::Pcm16),
+                resume_from: Some(17),
+                musical: vec![],
+            })
+        );
+        assert_eq!(
+            parse_client_message(r#"{"type":"control","action":"stop"}"#).unwrap(),
+            ClientRequest::Stop
+        );
+        assert_eq!(
+            parse_client_message(r#"{"type":"control","action":"ping"}"#).unwrap(),
+            ClientRequest::Ping
+        );
+        assert_eq!(
+            parse_client_message(r#"{"type":"ping"}"#).unwrap(),
+            ClientRequest::Ping
+        );
+        assert_eq!(
+            parse_client_message(
+                r#"{"type":"control","action":"set","params":{"format":"json","bpm":80}}"#
+            )
+            .unwrap(),
+            ClientRequest::Set(SetParams {
+                station: None,
+                format: Some(Format::Json),
+                musical: vec!["bpm".into()],
+            })
+        );
+    }
+
+    #[test]
+    fn errors_have_precise_codes() {
+        let code = |t: &str| parse_client_message(t).unwrap_err().code;
+        assert_eq!(code("{not json"), ErrorCode::InvalidJson);
+        assert_eq!(code("[1,2]"), ErrorCode::InvalidMessage);
+        assert_eq!(code(r#"{"action":"start"}"#), ErrorCode::InvalidMessage);
+        assert_eq!(code(r#"{"type":"dance"}"#), ErrorCode::UnknownType);
+        assert_eq!(code(r#"{"type":"control"}"#), ErrorCode::InvalidMessage);
+        assert_eq!(
+            code(r#"{"type":"control","action":"jump"}"#),
+            ErrorCode::UnknownAction
+        );
+        assert_eq!(
+            code(r#"{"type":"control","action":"start","params":{"volume":3}}"#),
+            ErrorCode::UnknownParam
+        );
+        assert_eq!(
+            code(r#"{"type":"control","action":"start","params":{"format":"mp3"}}"#),
+            ErrorCode::InvalidParam
+        );
+        assert_eq!(
+            code(r#"{"type":"control","action":"start","params":{"resume_from":-1}}"#),
+            ErrorCode::InvalidParam
+        );
+        assert_eq!(
+            code(r#"{"type":"control","action":"start","params":"x"}"#),
+            ErrorCode::InvalidMessage
+        );
+    }
+
+    #[test]
+    fn server_messages_serialize_as_documented() {
+        let ack = ServerMessage::Ack {
+            action: "start",
+            station: Some("focus".into()),
+            format: Some(Format::Json),
+            first_seq: Some(3),
+            ignored_params: vec![],
+        };
+        assert_eq!(
+            ack.to_json(),
+            r#"{"type":"ack","action":"start","station":"focus","format":"json","first_seq":3}"#
+        );
+        let err = ProtocolError::new(ErrorCode::UnknownStation, "no").to_message();
+        assert_eq!(
+            err.to_json(),
+            r#"{"type":"error","code":"unknown_station","message":"no"}"#
+        );
+        let skipped = ServerMessage::Status(StatusMessage {
+            state: "skipped",
+            missed: Some(4),
+            ..StatusMessage::default()
+        });
+        assert_eq!(
+            skipped.to_json(),
+            r#"{"type":"status","state":"skipped","missed":4}"#
+        );
+        let drain = ServerMessage::Draining {
+            reconnect_after_ms: 700,
+            closes_in_ms: 5000,
+            resume_from: None,
+        };
+        assert_eq!(
+            drain.to_json(),
+            r#"{"type":"draining","reconnect_after_ms":700,"closes_in_ms":5000}"#
+        );
+    }
+
+    #[test]
+    fn unix_seconds_are_json_numbers() {
+        assert_eq!(unix_seconds_json(1_500_000_000), "1.500000");
+        assert_eq!(unix_seconds_json(12), "0.000000");
+    }
+}

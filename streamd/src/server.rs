@@ -1,0 +1,171 @@
+//! The daemon's shape: [`run`] serves a bound listener until the `shutdown` future completes, then
+//! drains; [`main_blocking`] is what the binaries call (runtime, `SO_REUSEPORT` bind, signals).
+
+use std::future::Future;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::{Semaphore, oneshot, watch};
+
+use crate::config::{Args, CLOSE_GRACE};
+use crate::directory::StationDirectory;
+use crate::shutdown::{self, Phase};
+
+/// What every request handler shares.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The stations served.
+    pub(crate) directory: Arc<StationDirectory>,
+    /// One permit per WebSocket connection (`WS_MAX_CONNECTIONS`); all permits back = all closed.
+    pub(crate) connections: Arc<Semaphore>,
+    /// The cap, for status and for waiting until every connection is gone.
+    pub(crate) max_connections: u32,
+    /// Shutdown phase, watched by every connection.
+    pub(crate) phase: watch::Receiver<Phase>,
+    /// For `uptime_s`.
+    pub(crate) started: Instant,
+    /// Serve the page from here instead of the embedded copy.
+    pub(crate) client_dir: Option<PathBuf>,
+    /// Numbers connections for logs and reconnect spreading.
+    pub(crate) next_conn_id: Arc<AtomicU64>,
+}
+
+/// Serves `listener` until `shutdown` completes; then stops accepting, tells every client to
+/// reconnect elsewhere (`draining`), keeps streaming for the drain period (or until they have all
+/// left), closes them with 1001 and returns.
+pub async fn run(
+    listener: TcpListener,
+    args: Args,
+    ns: shm_proto::Namespace,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let directory = StationDirectory::new(ns);
+    {
+        let directory = Arc::clone(&directory);
+        tokio::task::spawn_blocking(move || directory.start(Duration::from_secs(1)))
+            .await
+            .context("station directory start panicked")?
+            .context("cannot start the control-block poller")?;
+    }
+    let max_connections = args.max_connections.max(1);
+    let connections = Arc::new(Semaphore::new(max_connections as usize));
+    let (phase_tx, phase_rx) = watch::channel(Phase::Running);
+    let state = AppState {
+        directory: Arc::clone(&directory),
+        connections: Arc::clone(&connections),
+        max_connections,
+        phase: phase_rx,
+        started: Instant::now(),
+        client_dir: args.client_dir.clone(),
+        next_conn_id: Arc::new(AtomicU64::new(1)),
+    };
+    let app = crate::http::router(state);
+    tracing::info!(addr = %listener.local_addr()?, max_connections, "streamd listening");
+
+    let (stop_accepting, stop_accepting_rx) = oneshot::channel::<()>();
+    let mut server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stop_accepting_rx.await;
+            })
+            .await
+    });
+
+    let failed = tokio::select! {
+        () = shutdown => None,
+        result = &mut server => Some(result),
+    };
+    if let Some(result) = failed {
+        phase_tx.send_replace(Phase::Closing);
+        stop_directory(&directory).await;
+        result.context("server task panicked")??;
+        anyhow::bail!("server stopped unexpectedly");
+    }
+
+    // Stop accepting; clients are told to go elsewhere and keep streaming meanwhile.
+    let _ = stop_accepting.send(());
+    let drain = args.drain();
+    let active = max_connections as usize - connections.available_permits();
+    if active > 0 && !drain.is_zero() {
+        let closes_at = Instant::now() + drain;
+        tracing::info!(active, ?drain, "draining connections");
+        phase_tx.send_replace(Phase::Draining { closes_at });
+        tokio::select! {
+            () = tokio::time::sleep_until(closes_at.into()) => {}
+            _ = connections.acquire_many(max_connections) => {
+                tracing::info!("every client left during the drain");
+            }
+        }
+    }
+    phase_tx.send_replace(Phase::Closing);
+    if tokio::time::timeout(CLOSE_GRACE, connections.acquire_many(max_connections))
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections did not close in time; dropping them");
+    }
+    match tokio::time::timeout(CLOSE_GRACE, &mut server).await {
+        Ok(Ok(Err(error))) => tracing::warn!(%error, "server ended with an error"),
+        Ok(_) => {}
+        Err(_) => {
+            tracing::warn!("HTTP connections still open after the grace period; aborting them");
+            server.abort();
+        }
+    }
+    stop_directory(&directory).await;
+    tracing::info!("streamd stopped");
+    Ok(())
+}
+
+async fn stop_directory(directory: &Arc<StationDirectory>) {
+    let directory = Arc::clone(directory);
+    if tokio::task::spawn_blocking(move || directory.stop_and_join())
+        .await
+        .is_err()
+    {
+        tracing::error!("stopping the station threads panicked");
+    }
+}
+
+/// Binds `host:port` with `SO_REUSEADDR` and `SO_REUSEPORT`, so a new instance can listen beside a
+/// draining one.
+pub fn bind(host: &str, port: u16) -> anyhow::Result<TcpListener> {
+    let addr: SocketAddr = (host, port)
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve {host}:{port}"))?
+        .next()
+        .with_context(|| format!("{host}:{port} resolves to no address"))?;
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }?;
+    socket.set_reuseaddr(true)?;
+    #[cfg(all(unix, not(any(target_os = "solaris", target_os = "illumos"))))]
+    socket.set_reuseport(true)?;
+    socket
+        .bind(addr)
+        .with_context(|| format!("cannot bind {addr}"))?;
+    Ok(socket.listen(1024)?)
+}
+
+/// Runs streamd to completion on its own multi-thread runtime, stopping on SIGINT or SIGTERM.
+/// Does not initialise logging (the caller owns the subscriber).
+pub fn main_blocking(args: Args) -> anyhow::Result<()> {
+    let ns = shm_proto::Namespace::from_env().context("invalid AURALIS_SHM_NAMESPACE")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("streamd")
+        .build()
+        .context("cannot build the tokio runtime")?;
+    runtime.block_on(async {
+        let signal = shutdown::signal();
+        let listener = bind(&args.host, args.port)?;
+        run(listener, args, ns, signal).await
+    })
+}

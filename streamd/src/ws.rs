@@ -1,0 +1,505 @@
+//! The WebSocket endpoint (`/ws`, `/ws/stream`): one connection is a session task (control
+//! messages in, the station's chunks out) and a writer task behind a bounded queue, so a slow
+//! socket never blocks the station: the session falls behind the broadcast and resumes at live.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use tokio::sync::{broadcast, mpsc, watch};
+
+use crate::config::{CLIENT_QUEUE, MAX_CLIENT_MESSAGE, PREROLL_CHUNKS, SEND_TIMEOUT};
+use crate::directory::StationDirectory;
+use crate::protocol::{
+    EncodedChunk, ErrorCode, Format, ProtocolError, ServerMessage, StatusMessage, Tier,
+    parse_client_message,
+};
+use crate::server::AppState;
+use crate::session::{ControlState, Plan, PlayoutEstimate};
+use crate::shutdown::Phase;
+use crate::station::{ListenerGuard, Station, StationEvent};
+
+/// `GET /ws` and `GET /ws/stream`: upgrades if the gateway is running and under its cap.
+pub async fn upgrade(ws: WebSocketUpgrade, State(app): State<AppState>) -> Response {
+    if *app.phase.borrow() != Phase::Running {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining: reconnect to another instance\n",
+        )
+            .into_response();
+    }
+    let Ok(permit) = Arc::clone(&app.connections).try_acquire_owned() else {
+        tracing::warn!(
+            max = app.max_connections,
+            "connection refused: at WS_MAX_CONNECTIONS"
+        );
+        return (StatusCode::SERVICE_UNAVAILABLE, "too many connections\n").into_response();
+    };
+    let context = ConnectionContext {
+        stations: Arc::clone(&app.directory),
+        phase: app.phase.clone(),
+        conn_id: app.next_conn_id.fetch_add(1, Ordering::Relaxed),
+    };
+    ws.max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE)
+        .on_upgrade(move |socket: WebSocket| async move {
+            let (sink, stream) = socket.split();
+            serve_connection(sink, stream, context).await;
+            drop(permit);
+        })
+}
+
+/// What a connection needs from the server.
+#[derive(Clone, Debug)]
+pub struct ConnectionContext {
+    /// Where stations are looked up.
+    pub stations: Arc<StationDirectory>,
+    /// Shutdown phases.
+    pub phase: watch::Receiver<Phase>,
+    /// For logs, and to spread reconnects on drain.
+    pub conn_id: u64,
+}
+
+/// Serves one connection until the client leaves, its socket blocks for too long, or shutdown
+/// closes it. Generic over the socket halves so it runs over channels in tests.
+pub async fn serve_connection<W, R>(sink: W, mut incoming: R, context: ConnectionContext)
+where
+    W: Sink<Message> + Unpin + Send + 'static,
+    W::Error: std::fmt::Display,
+    R: Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
+    let conn_id = context.conn_id;
+    tracing::debug!(conn_id, "connection opened");
+    let (out, out_rx) = mpsc::channel(CLIENT_QUEUE);
+    let writer = tokio::spawn(write_loop(sink, out_rx, conn_id));
+    let mut connection = Connection {
+        out,
+        stations: context.stations,
+        phase: context.phase,
+        conn_id,
+        control: ControlState::default(),
+        live: None,
+    };
+    connection.run(&mut incoming).await;
+    drop(connection);
+    if tokio::time::timeout(SEND_TIMEOUT + Duration::from_secs(1), writer)
+        .await
+        .is_err()
+    {
+        tracing::warn!(conn_id, "writer did not finish");
+    }
+    tracing::debug!(conn_id, "connection closed");
+}
+
+/// Sends what the session queues; gives up on a client that accepts nothing for [`SEND_TIMEOUT`].
+async fn write_loop<W>(mut sink: W, mut queue: mpsc::Receiver<Message>, conn_id: u64)
+where
+    W: Sink<Message> + Unpin,
+    W::Error: std::fmt::Display,
+{
+    while let Some(message) = queue.recv().await {
+        let closing = matches!(message, Message::Close(_));
+        match tokio::time::timeout(SEND_TIMEOUT, sink.send(message)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::debug!(conn_id, %error, "send failed");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(
+                    conn_id,
+                    "client accepted nothing for {SEND_TIMEOUT:?}; disconnecting"
+                );
+                return;
+            }
+        }
+        if closing {
+            break;
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
+}
+
+/// A station being streamed to this connection.
+#[derive(Debug)]
+struct LiveStream {
+    station: Arc<Station>,
+    events: broadcast::Receiver<StationEvent>,
+    /// Keeps the station's listener count (and demand) up while streaming.
+    _guard: ListenerGuard,
+    /// The seq this client gets next (older ones are duplicates of the replayed history).
+    next_seq: Option<u64>,
+    playout: PlayoutEstimate,
+}
+
+/// Why the writer is gone (the session then ends).
+#[derive(Clone, Copy, Debug)]
+struct WriterGone;
+
+struct Connection {
+    out: mpsc::Sender<Message>,
+    stations: Arc<StationDirectory>,
+    phase: watch::Receiver<Phase>,
+    conn_id: u64,
+    control: ControlState,
+    live: Option<LiveStream>,
+}
+
+async fn next_event(
+    live: &mut Option<LiveStream>,
+) -> Result<StationEvent, broadcast::error::RecvError> {
+    match live {
+        Some(live) => live.events.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Connection {
+    async fn run<R>(&mut self, incoming: &mut R)
+    where
+        R: Stream<Item = Result<Message, axum::Error>> + Unpin,
+    {
+        // A connection accepted just before the drain began still hears about it.
+        let phase = *self.phase.borrow_and_update();
+        if let Phase::Draining { closes_at } = phase
+            && self.send_draining(closes_at).await.is_err()
+        {
+            return;
+        }
+        loop {
+            let step = tokio::select! {
+                changed = self.phase.changed() => {
+                    let phase = if changed.is_ok() { *self.phase.borrow_and_update() } else { Phase::Closing };
+                    match phase {
+                        Phase::Running => Ok(()),
+                        Phase::Draining { closes_at } => self.send_draining(closes_at).await,
+                        Phase::Closing => {
+                            let _ = self.close(close_code::AWAY, "server shutting down").await;
+                            return;
+                        }
+                    }
+                }
+                message = incoming.next() => match message {
+                    None | Some(Ok(Message::Close(_))) => return,
+                    Some(Ok(Message::Text(text))) if text.len() > MAX_CLIENT_MESSAGE => {
+                        let _ = self.close(close_code::SIZE, "message too big").await;
+                        return;
+                    }
+                    Some(Ok(Message::Text(text))) => self.on_text(text.as_str()).await,
+                    Some(Ok(Message::Binary(_))) => {
+                        self.send_error(&ProtocolError::new(
+                            ErrorCode::BinaryNotSupported,
+                            "send control messages as JSON text frames",
+                        ))
+                        .await
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
+                    Some(Err(error)) => {
+                        if is_too_big(&error) {
+                            tracing::debug!(conn_id = self.conn_id, "client message too big");
+                            let _ = self.close(close_code::SIZE, "message too big").await;
+                        } else {
+                            tracing::debug!(conn_id = self.conn_id, %error, "receive failed");
+                        }
+                        return;
+                    }
+                },
+                event = next_event(&mut self.live) => self.on_event(event).await,
+                () = self.out.closed() => return,
+            };
+            if step.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn send(&self, message: Message) -> Result<(), WriterGone> {
+        self.out.send(message).await.map_err(|_| WriterGone)
+    }
+
+    async fn send_json(&self, message: &ServerMessage) -> Result<(), WriterGone> {
+        self.send(Message::Text(message.to_json().into())).await
+    }
+
+    async fn send_error(&self, error: &ProtocolError) -> Result<(), WriterGone> {
+        self.send_json(&error.to_message()).await
+    }
+
+    async fn close(&self, code: u16, reason: &'static str) -> Result<(), WriterGone> {
+        self.send(Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        })))
+        .await
+    }
+
+    async fn send_draining(&self, closes_at: Instant) -> Result<(), WriterGone> {
+        let closes_in_ms = closes_at
+            .saturating_duration_since(Instant::now())
+            .as_millis() as u64;
+        // Spread the reconnects over 0.25..2 s so the clients do not all return at once.
+        let spread = 250 + self.conn_id.wrapping_mul(7_919) % 1_750;
+        self.send_json(&ServerMessage::Draining {
+            reconnect_after_ms: spread.min(closes_in_ms),
+            closes_in_ms,
+            resume_from: self.live.as_ref().and_then(|l| l.next_seq),
+        })
+        .await
+    }
+
+    async fn on_text(&mut self, text: &str) -> Result<(), WriterGone> {
+        let plan = parse_client_message(text)
+            .and_then(|request| self.control.handle(request, &self.stations));
+        match plan {
+            Err(error) => self.send_error(&error).await,
+            Ok(Plan::Reply(message)) => self.send_json(&message).await,
+            Ok(Plan::Unsubscribe) => {
+                self.live = None;
+                self.send_json(&ServerMessage::Ack {
+                    action: "stop",
+                    station: None,
+                    format: None,
+                    first_seq: None,
+                    ignored_params: Vec::new(),
+                })
+                .await
+            }
+            Ok(Plan::Subscribe {
+                resume_from,
+                ignored_params,
+                action,
+            }) => self.subscribe(resume_from, ignored_params, action).await,
+        }
+    }
+
+    /// Joins `control.streaming`: a pre-roll (or the replay asked for) from the history, then live.
+    async fn subscribe(
+        &mut self,
+        resume_from: Option<u64>,
+        ignored_params: Vec<String>,
+        action: &'static str,
+    ) -> Result<(), WriterGone> {
+        let Some(station) = self.control.streaming.clone() else {
+            return Ok(());
+        };
+        self.live = None;
+        let subscription = station.subscribe();
+        let history = subscription.history;
+        let newest = history.last().map(|c| c.seq);
+        let preroll = history.len().saturating_sub(PREROLL_CHUNKS);
+        let (backlog, resumed) = match (resume_from, history.first().map(|c| c.seq)) {
+            (Some(from), Some(oldest)) if from >= oldest => {
+                let skip = usize::try_from(from - oldest).unwrap_or(usize::MAX);
+                let next = from.min(newest.map_or(from, |n| n + 1));
+                (history.get(skip..).unwrap_or_default(), Some((0, next)))
+            }
+            (Some(from), Some(_)) => {
+                let backlog = &history[preroll..];
+                let next = backlog.first().map_or(from, |c| c.seq);
+                (backlog, Some((next.saturating_sub(from), next)))
+            }
+            // Empty history: nothing to replay, and nothing known to be lost.
+            (Some(from), None) => (&history[..], Some((0, from))),
+            (None, _) => (&history[preroll..], None),
+        };
+        let first_seq = backlog.first().map(|c| c.seq).or(newest.map(|n| n + 1));
+        self.send_json(&ServerMessage::Ack {
+            action,
+            station: Some(station.name.clone()),
+            format: Some(self.control.format),
+            first_seq,
+            ignored_params,
+        })
+        .await?;
+        if let Some((lost, next_seq)) = resumed {
+            self.send_json(&ServerMessage::Status(StatusMessage {
+                state: "resumed",
+                station: Some(station.name.clone()),
+                lost: Some(lost),
+                next_seq: Some(next_seq),
+                ..StatusMessage::default()
+            }))
+            .await?;
+        }
+        self.live = Some(LiveStream {
+            station,
+            events: subscription.events,
+            _guard: subscription.guard,
+            next_seq: None,
+            playout: PlayoutEstimate::new(),
+        });
+        for chunk in backlog {
+            self.send_chunk(chunk).await?;
+        }
+        Ok(())
+    }
+
+    async fn on_event(
+        &mut self,
+        event: Result<StationEvent, broadcast::error::RecvError>,
+    ) -> Result<(), WriterGone> {
+        match event {
+            Ok(StationEvent::Chunk(chunk)) => self.send_chunk(&chunk).await,
+            Ok(StationEvent::Notice(message)) => self.send_json(&message).await,
+            Ok(StationEvent::SequenceReset) => {
+                if let Some(live) = &mut self.live {
+                    live.next_seq = None;
+                }
+                Ok(())
+            }
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::debug!(
+                    conn_id = self.conn_id,
+                    missed,
+                    "slow client skipped to live"
+                );
+                self.send_json(&ServerMessage::Status(StatusMessage {
+                    state: "skipped",
+                    station: self.live.as_ref().map(|l| l.station.name.clone()),
+                    missed: Some(missed),
+                    ..StatusMessage::default()
+                }))
+                .await
+            }
+            Err(broadcast::error::RecvError::Closed) => {
+                self.live = None;
+                Ok(())
+            }
+        }
+    }
+
+    async fn send_chunk(&mut self, chunk: &EncodedChunk) -> Result<(), WriterGone> {
+        let format = self.control.format;
+        let Some(live) = &mut self.live else {
+            return Ok(());
+        };
+        if live.next_seq.is_some_and(|next| chunk.seq < next) {
+            return Ok(()); // already sent from the history
+        }
+        live.next_seq = Some(chunk.seq + 1);
+        let queued_after = live
+            .station
+            .latest_seq()
+            .map_or(0, |latest| latest.saturating_sub(chunk.seq));
+        let depth = live.playout.on_send(Instant::now(), queued_after);
+        let message = match format {
+            Format::Json => Message::Text(chunk.json_for(depth, Tier::Normal).into()),
+            Format::Pcm16 => Message::Binary(chunk.binary_for(depth, Tier::Normal)),
+        };
+        self.send(message).await
+    }
+}
+
+/// Whether a receive error is tungstenite refusing a message or frame over the size limit.
+fn is_too_big(error: &axum::Error) -> bool {
+    let mut source: Option<&dyn std::error::Error> = Some(error);
+    while let Some(e) = source {
+        let text = e.to_string();
+        if text.contains("too long") || text.contains("Space limit exceeded") {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shm_proto::CHUNK_SAMPLES;
+
+    fn chunk(seq: u64) -> Arc<EncodedChunk> {
+        Arc::new(EncodedChunk::encode("focus", seq, 0, &[0; CHUNK_SAMPLES]))
+    }
+
+    fn json(message: Message) -> serde_json::Value {
+        match message {
+            Message::Text(text) => serde_json::from_str(text.as_str()).unwrap(),
+            other => panic!("expected text, got {other:?}"),
+        }
+    }
+
+    /// The connection handler over channels: start, audio, a client too slow to keep up skips to
+    /// live and is told, and shutdown closes with 1001.
+    #[tokio::test]
+    async fn slow_client_skips_to_live_and_closing_sends_1001() {
+        let stations = StationDirectory::new(shm_proto::Namespace::new("unit_ws").unwrap());
+        let station = Station::new(0, "focus");
+        stations.insert(Arc::clone(&station));
+        let (phase_tx, phase) = watch::channel(Phase::Running);
+        let (client_tx, client_rx) = mpsc::channel::<Message>(8);
+        // Room for one message: a client that does not read blocks the writer at once.
+        let (server_tx, mut server_rx) = mpsc::channel::<Message>(1);
+        let incoming = Box::pin(futures_util::stream::unfold(
+            client_rx,
+            |mut rx| async move { rx.recv().await.map(|m| (Ok::<_, axum::Error>(m), rx)) },
+        ));
+        let sink = Box::pin(futures_util::sink::unfold(
+            server_tx,
+            |tx, message: Message| async move {
+                tx.send(message).await.map_err(|_| "client gone")?;
+                Ok::<_, &str>(tx)
+            },
+        ));
+        let context = ConnectionContext {
+            stations,
+            phase,
+            conn_id: 1,
+        };
+        let connection = tokio::spawn(serve_connection(sink, incoming, context));
+
+        client_tx
+            .send(Message::Text(
+                r#"{"type":"control","action":"start"}"#.into(),
+            ))
+            .await
+            .unwrap();
+        let ack = json(server_rx.recv().await.unwrap());
+        assert_eq!(ack["type"], "ack");
+        assert_eq!(station.listeners(), 1);
+        station.publish(chunk(0));
+        assert_eq!(json(server_rx.recv().await.unwrap())["seq"], 0);
+
+        // The client stops reading while 300 chunks go by.
+        for seq in 1..=300 {
+            station.publish(chunk(seq));
+            tokio::task::yield_now().await;
+        }
+        let mut skipped = None;
+        let mut seqs = Vec::new();
+        while seqs.last() != Some(&300) {
+            let message = json(server_rx.recv().await.unwrap());
+            match message["type"].as_str() {
+                Some("audio") => seqs.push(message["seq"].as_u64().unwrap()),
+                Some("status") => {
+                    assert_eq!(message["state"], "skipped");
+                    skipped = message["missed"].as_u64();
+                }
+                _ => panic!("unexpected {message}"),
+            }
+        }
+        let missed = skipped.expect("a skipped status");
+        assert!(missed > 0);
+        assert!(seqs.windows(2).any(|w| w[1] > w[0] + 1), "a jump to live");
+        assert!(seqs.len() < 300);
+
+        phase_tx.send_replace(Phase::Closing);
+        loop {
+            match server_rx.recv().await {
+                Some(Message::Close(Some(frame))) => {
+                    assert_eq!(frame.code, close_code::AWAY);
+                    break;
+                }
+                Some(_) => {}
+                None => panic!("closed without a close frame"),
+            }
+        }
+        connection.await.unwrap();
+        assert_eq!(station.listeners(), 0);
+    }
+}
