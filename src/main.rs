@@ -1,2 +1,26 @@
+//! `auralis`: the launcher. `auralis up` runs composer, synthd and streamd as three separate
+//! processes (re-executing this binary in each role, so one `cargo run` builds everything), and
+//! `auralis render` composes and synthesizes in one process, faster than real time.
 #![forbid(unsafe_code)]
-fn main() {}
+
+mod cli;
+mod logging;
+mod render;
+mod supervisor;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    logging::init();
+    match cli::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            eprintln!("auralis: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The whole test suite, as the README's second command. Installs what the tests need first.
+#   ./scripts/test.sh            everything CI runs
+#   QUICK=1 ./scripts/test.sh    skip the lint and model-checking stages
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$(date +%s)
+stage() { printf '\n=== %s (%ss)\n' "$*" "$(( $(date +%s) - start ))"; }
+
+stage "system packages"
+./scripts/install-test-deps.sh
+
+if [[ -z "${QUICK:-}" ]]; then
+  stage "cargo fmt --check"
+  cargo fmt --all -- --check
+  stage "cargo clippy"
+  cargo clippy --workspace --all-targets --locked -- -D warnings
+fi
+
+stage "cargo test (workspace: unit, multi-process, end-to-end)"
+cargo test --workspace --locked
+
+if [[ -z "${QUICK:-}" ]]; then
+  stage "loom model of the shared-memory slot protocol"
+  RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
+    cargo test -p shm-proto --release --locked --lib loom
+fi
+
+stage "done"

@@ -1,0 +1,127 @@
+//! `auralis render`: composer and synthesizer in one process, as fast as the machine goes, for
+//! tests, listening checks and export.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context as _, bail};
+use composer::{Composer, ParamUpdate, Params, PresetId};
+use shm_proto::{CHUNK_FRAMES, CHUNK_SAMPLES, NoteEvent, SAMPLE_RATE};
+use synthd::StationRenderer;
+
+/// Flags of `auralis render`.
+#[derive(Debug, clap::Args)]
+pub struct RenderArgs {
+    /// Seed of the composition.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Preset (focus, calm, sleep, bright, dream).
+    #[arg(long, default_value = "focus")]
+    preset: String,
+    /// Key, overriding the preset's (e.g. D, Eb, F#).
+    #[arg(long)]
+    key: Option<String>,
+    /// Mode, overriding the preset's (e.g. dorian).
+    #[arg(long)]
+    mode: Option<String>,
+    /// Tempo in BPM (40-120), overriding the preset's.
+    #[arg(long)]
+    bpm: Option<f64>,
+    /// Intensity (0-1), overriding the preset's.
+    #[arg(long)]
+    intensity: Option<f64>,
+    /// Length in seconds.
+    #[arg(long, default_value_t = 60.0)]
+    seconds: f64,
+    /// Output WAV file (44.1 kHz, 16-bit, stereo).
+    #[arg(long)]
+    out: PathBuf,
+    /// Also write what was composed as a Standard MIDI File.
+    #[arg(long)]
+    midi: Option<PathBuf>,
+}
+
+/// Composes and renders `args.seconds` of music to `args.out`.
+pub fn render(args: RenderArgs) -> anyhow::Result<()> {
+    if !(args.seconds > 0.0 && args.seconds <= 24.0 * 3600.0) {
+        bail!(
+            "--seconds must be between 0 and 86400, got {}",
+            args.seconds
+        );
+    }
+    let preset = PresetId::from_name(&args.preset).with_context(|| {
+        format!(
+            "unknown preset {:?}; known: {}",
+            args.preset,
+            composer::presets::preset_names()
+        )
+    })?;
+    let mut params = Params::from_preset(preset, args.seed);
+    params
+        .apply(&ParamUpdate {
+            key: args.key.clone(),
+            mode: args.mode.clone(),
+            bpm: args.bpm,
+            intensity: args.intensity,
+            ..ParamUpdate::default()
+        })
+        .context("invalid parameters")?;
+
+    let total_frames = (args.seconds * f64::from(SAMPLE_RATE)).round() as u64;
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: SAMPLE_RATE,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut wav = hound::WavWriter::create(&args.out, spec)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+
+    let started = Instant::now();
+    let mut composer = Composer::new(args.seed, params);
+    let mut synth = StationRenderer::new(params.to_station());
+    let mut bar = Vec::new();
+    let mut pending: VecDeque<NoteEvent> = VecDeque::new();
+    let mut composed: Vec<NoteEvent> = Vec::new();
+    let mut chunk = [0i16; CHUNK_SAMPLES];
+    let mut written = 0u64;
+    while written < total_frames {
+        let chunk_end = synth.clock() + CHUNK_FRAMES as u64;
+        while composer.composed_until_frame() < chunk_end {
+            bar.clear();
+            composer.next_bar(&mut bar);
+            pending.extend(bar.iter().copied());
+        }
+        while pending.front().is_some_and(|ev| ev.at_frame < chunk_end) {
+            let ev = pending.pop_front().expect("front exists");
+            if !synth.push_event(&ev) {
+                tracing::warn!("synth event queue full; note dropped");
+            }
+            if ev.at_frame < total_frames {
+                composed.push(ev);
+            }
+        }
+        synth.render_chunk(&mut chunk);
+        let frames = (total_frames - written).min(CHUNK_FRAMES as u64) as usize;
+        for &s in &chunk[..frames * 2] {
+            wav.write_sample(s).context("writing WAV")?;
+        }
+        written += frames as u64;
+    }
+    wav.finalize().context("finishing WAV")?;
+    let took = started.elapsed().as_secs_f64();
+    tracing::info!(
+        out = %args.out.display(),
+        seconds = args.seconds,
+        render_s = took,
+        times_real_time = args.seconds / took.max(1e-9),
+        "rendered"
+    );
+
+    if let Some(path) = &args.midi {
+        composer::midi::write_smf_file(path, &composed, params.bpm)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,208 @@
+//! `auralis up`: starts composer, synthd and streamd as separate processes, restarts any that dies,
+//! forwards SIGINT/SIGTERM (streamd first, so it drains its listeners), and on a clean stop leaves
+//! no shared-memory segment behind.
+
+use std::os::unix::process::CommandExt as _;
+use std::process::{Child, Command};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use shm_proto::Namespace;
+
+/// Flags of `auralis up`.
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// Address streamd listens on.
+    #[arg(long, env = "AURALIS_HOST", default_value = "0.0.0.0")]
+    host: String,
+    /// Port streamd listens on.
+    #[arg(long, env = "AURALIS_PORT", default_value_t = 8000)]
+    port: u16,
+    /// Shared-memory namespace; lets several deployments (or tests) share a host.
+    #[arg(long, env = "AURALIS_SHM_NAMESPACE", default_value = "default")]
+    namespace: String,
+    /// How long streamd may take to drain on shutdown before it is killed.
+    #[arg(long, default_value_t = 15)]
+    stop_timeout_secs: u64,
+}
+
+/// One of the three roles, and how to start it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Composer,
+    Synthd,
+    Streamd,
+}
+
+impl Role {
+    /// Start order: composer creates the control block the other two attach to.
+    const ALL: [Role; 3] = [Role::Composer, Role::Synthd, Role::Streamd];
+
+    fn name(self) -> &'static str {
+        match self {
+            Role::Composer => "composer",
+            Role::Synthd => "synthd",
+            Role::Streamd => "streamd",
+        }
+    }
+}
+
+/// A supervised child and its restart bookkeeping.
+#[derive(Debug)]
+struct Supervised {
+    role: Role,
+    child: Option<Child>,
+    /// When the current child started, to tell a crash loop from a rare crash.
+    started: Instant,
+    /// Consecutive quick failures; sets the restart delay.
+    failures: u32,
+    /// Do not restart before this instant.
+    restart_at: Option<Instant>,
+}
+
+/// Runs the system until SIGINT or SIGTERM.
+pub fn up(args: UpArgs) -> anyhow::Result<()> {
+    let ns = Namespace::new(&args.namespace).context("invalid --namespace")?;
+    let removed = ns
+        .remove_stale()
+        .context("checking for stale shared-memory segments")?;
+    for name in &removed {
+        tracing::warn!(segment = %name, "removed a stale shared-memory segment left by a crashed run");
+    }
+    let live = ns.existing_segments();
+    if !live.is_empty() {
+        anyhow::bail!(
+            "another Auralis is running in shared-memory namespace {:?} (segments {:?} have live owners); \
+             stop it or pick another --namespace",
+            ns.as_str(),
+            live
+        );
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing signal handler")?;
+    }
+
+    let exe = crate::cli::current_exe()?;
+    let spawn = |role: Role| -> anyhow::Result<Child> {
+        let mut cmd = Command::new(&exe);
+        // Own process group: a terminal's Ctrl-C reaches only the launcher, which then stops the
+        // roles in order (streamd drains while synthd still renders).
+        cmd.process_group(0)
+            .arg(role.name())
+            .env("AURALIS_SHM_NAMESPACE", ns.as_str())
+            .env("AURALIS_HOST", &args.host)
+            .env("AURALIS_PORT", args.port.to_string());
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", role.name()))?;
+        tracing::info!(role = role.name(), pid = child.id(), "started");
+        Ok(child)
+    };
+
+    let mut procs = Vec::new();
+    for role in Role::ALL {
+        procs.push(Supervised {
+            role,
+            child: Some(spawn(role)?),
+            started: Instant::now(),
+            failures: 0,
+            restart_at: None,
+        });
+        // Composer creates the control block the others attach to; give it a head start so the
+        // first seconds are not spent in retry loops (they retry anyway).
+        thread::sleep(Duration::from_millis(150));
+    }
+    let shown_host = if args.host == "0.0.0.0" {
+        "localhost"
+    } else {
+        &args.host
+    };
+    println!("Auralis is playing at http://{shown_host}:{}/", args.port);
+
+    while !stop.load(Ordering::Relaxed) {
+        for p in &mut procs {
+            supervise_one(p, &spawn);
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+
+    tracing::info!("stopping: streamd drains first");
+    let timeout = Duration::from_secs(args.stop_timeout_secs);
+    for role in [Role::Streamd, Role::Composer, Role::Synthd] {
+        if let Some(p) = procs.iter_mut().find(|p| p.role == role) {
+            stop_child(p, timeout);
+        }
+    }
+    let n = ns.remove_all().context("removing shared-memory segments")?;
+    tracing::info!(segments = n, "stopped; shared memory removed");
+    Ok(())
+}
+
+/// Reaps a dead child and restarts it with a backoff that grows while it keeps failing fast.
+fn supervise_one(p: &mut Supervised, spawn: &dyn Fn(Role) -> anyhow::Result<Child>) {
+    if let Some(child) = &mut p.child {
+        match child.try_wait() {
+            Ok(None) => return,
+            Ok(Some(status)) => {
+                let ran = p.started.elapsed();
+                p.failures = if ran > Duration::from_secs(30) {
+                    1
+                } else {
+                    p.failures + 1
+                };
+                let delay =
+                    Duration::from_millis(250 << p.failures.min(6)).min(Duration::from_secs(10));
+                tracing::error!(role = p.role.name(), %status, ran_ms = ran.as_millis() as u64, restart_in_ms = delay.as_millis() as u64, "process exited; restarting");
+                p.child = None;
+                p.restart_at = Some(Instant::now() + delay);
+            }
+            Err(err) => {
+                tracing::error!(role = p.role.name(), "waiting for child: {err}");
+                return;
+            }
+        }
+    }
+    if p.restart_at.is_some_and(|t| Instant::now() >= t) {
+        match spawn(p.role) {
+            Ok(child) => {
+                p.child = Some(child);
+                p.started = Instant::now();
+                p.restart_at = None;
+            }
+            Err(err) => {
+                tracing::error!(role = p.role.name(), "restart failed: {err:#}");
+                p.restart_at = Some(Instant::now() + Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// SIGTERM, wait up to `timeout`, then SIGKILL.
+fn stop_child(p: &mut Supervised, timeout: Duration) {
+    let Some(child) = &mut p.child else { return };
+    let pid = Pid::from_raw(child.id() as i32);
+    if let Err(err) = kill(pid, Signal::SIGTERM) {
+        tracing::warn!(role = p.role.name(), "SIGTERM failed: {err}");
+    }
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                tracing::info!(role = p.role.name(), %status, "stopped");
+                return;
+            }
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(50)),
+            _ => break,
+        }
+    }
+    tracing::warn!(role = p.role.name(), "did not stop in time; killing");
+    let _ = child.kill();
+    let _ = child.wait();
+}
