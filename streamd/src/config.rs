@@ -3,6 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::operator::OperatorToken;
+use crate::protocol::Tier;
+
 /// streamd's settings. Every flag can also come from the environment, so the same binary runs
 /// under systemd (environment file) and from a shell; the `auralis` launcher flattens this struct.
 #[derive(Clone, Debug, clap::Args)]
@@ -28,6 +31,32 @@ pub struct Args {
     /// working on the page: it is re-read on every request).
     #[arg(long, env = "STREAMD_CLIENT_DIR")]
     pub client_dir: Option<PathBuf>,
+
+    /// Most stations that listeners' parameters may occupy (a lower cap than the control block's
+    /// capacity; the default is the capacity). A request for a new station over it gets
+    /// `station_limit`.
+    #[arg(long, env = "AURALIS_MAX_STATIONS")]
+    pub max_stations: Option<u32>,
+
+    /// Bearer token of the operator API (`POST /api/stations/{id}/params`). Without one the API
+    /// answers 403. Never logged.
+    #[arg(long, env = "AURALIS_OPERATOR_TOKEN", hide_env_values = true)]
+    pub operator_token: Option<OperatorToken>,
+
+    /// Origins allowed to open a WebSocket, comma-separated (`*` allows any). Default: requests
+    /// without an Origin, from the same host, or from localhost.
+    #[arg(long, env = "AURALIS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Option<Vec<String>>,
+
+    /// Buffer tier a new connection starts in: minimal, normal, stable or defensive.
+    #[arg(long, env = "BUFFER_INITIAL_TIER", default_value = "normal", value_parser = parse_tier)]
+    pub initial_tier: Tier,
+}
+
+fn parse_tier(text: &str) -> Result<Tier, String> {
+    Tier::from_name(text).ok_or_else(|| {
+        format!("unknown tier {text:?} (expected minimal, normal, stable or defensive)")
+    })
 }
 
 impl Default for Args {
@@ -40,6 +69,10 @@ impl Default for Args {
             max_connections: 10_000,
             drain_secs: 5.0,
             client_dir: None,
+            max_stations: None,
+            operator_token: None,
+            allowed_origins: None,
+            initial_tier: Tier::Normal,
         }
     }
 }
@@ -64,14 +97,18 @@ pub const STALL_AFTER: Duration = Duration::from_millis(500);
 /// Longest a ring reader sleeps in one `wait`, so it notices health changes and shutdown.
 pub const READER_WAIT: Duration = Duration::from_millis(100);
 
-/// Retry period while a station's ring does not exist yet (synthd not started).
-pub const ATTACH_RETRY: Duration = Duration::from_millis(250);
+/// Retry period while a station's ring does not exist yet (synthd not started, or a station just
+/// created for a listener's parameters: short, so its first chunk is served promptly).
+pub const ATTACH_RETRY: Duration = Duration::from_millis(50);
 
 /// Encoded chunks queued in a station's broadcast channel; a listener further behind skips to live.
 pub const BROADCAST_CAPACITY: usize = 64;
 
 /// Messages queued between one connection's session and its socket writer.
 pub const CLIENT_QUEUE: usize = 16;
+
+/// SO_SNDBUF of client sockets (the kernel doubles it): ~0.5 s of JSON audio.
+pub const SOCKET_SEND_BUFFER: usize = 64 * 1024;
 
 /// A client whose socket accepts nothing for this long is disconnected.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
@@ -81,6 +118,21 @@ pub const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 
 /// Chunks sent ahead of live when a client starts (the "normal" tier: 500 ms).
 pub const PREROLL_CHUNKS: usize = 5;
+
+/// How long a listener waits for a newly created station's first chunk before `station_unavailable`.
+pub const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Control messages a connection may send in a burst (token bucket capacity).
+pub const CONTROL_BURST: f64 = 20.0;
+
+/// Control messages per second a connection may sustain (token bucket refill rate).
+pub const CONTROL_RATE: f64 = 5.0;
+
+/// A client still being rate limited this long after its first refused message is closed (1008).
+pub const FLOOD_CLOSE_AFTER: Duration = Duration::from_secs(10);
+
+/// A rate-limited client that sends nothing refused for this long is no longer flooding.
+pub const FLOOD_FORGIVEN_AFTER: Duration = Duration::from_secs(2);
 
 /// After closing the clients, how long shutdown waits for their sockets to finish.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(3);

@@ -10,23 +10,34 @@
 //! |---|---|
 //! | [`config`] | flags / environment ([`Args`]) and tuning constants |
 //! | [`server`] | [`run`] (the testable seam), [`main_blocking`], the `SO_REUSEPORT` bind |
-//! | [`directory`] | stations discovered from the control block; demand reporting |
+//! | [`directory`] | stations discovered from the control block; demand reporting; retirement |
+//! | [`params`] | stations by parameters: canonical names, creation within the cap |
 //! | [`station`] | ring reader thread, encode-once, broadcast fan-out, resume history |
 //! | [`protocol`] | client and server messages, the audio message and binary frame |
 //! | [`session`] | control state machine of one connection, playout estimate (`buffer_depth`) |
+//! | [`tiers`] | jitter tracking (EMA, mean + 2σ) and the adaptive buffer tier |
+//! | [`limits`] | token bucket on control messages, flood closing, Origin allow-list |
 //! | [`ws`] | the WebSocket endpoint: session and writer tasks |
-//! | [`http`] | routes: player page, `/healthz`, `/api/status` |
+//! | [`http`] | routes: player files, `/healthz`, `/api/status`, `/api/presets` |
+//! | [`operator`] | `POST /api/stations/{id}/params` behind a bearer token |
+//! | [`stats`] | every counter (gateway, station, client) for status and metrics |
 //! | [`shutdown`] | signals and the drain phases |
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod directory;
 pub mod http;
+pub mod limits;
+pub mod metrics;
+pub mod operator;
+pub mod params;
 pub mod protocol;
 pub mod server;
 pub mod session;
 pub mod shutdown;
 pub mod station;
+pub mod stats;
+pub mod tiers;
 pub mod ws;
 
 pub use config::Args;

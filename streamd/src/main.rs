@@ -3,28 +3,24 @@
 
 use std::process::ExitCode;
 
+use auralis_ops::CommonArgs;
 use clap::Parser;
 
 /// Gateway: serves the stations' audio rings to browsers over WebSocket.
 #[derive(Debug, Parser)]
 #[command(name = "streamd", version, about)]
 struct Cli {
+    /// Configuration file and logging (`AURALIS_LOG_FORMAT=json` for one JSON object per line).
+    #[command(flatten)]
+    common: CommonArgs,
     #[command(flatten)]
     args: streamd::Args,
 }
 
 fn main() -> ExitCode {
-    let filter = std::env::var("AURALIS_LOG_LEVEL")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .map(|level| level.to_lowercase())
-        .unwrap_or_else(|_| "info".to_owned());
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&filter)
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-    let cli = Cli::parse();
+    // Flags > environment > the `[streamd]` table of --config FILE > defaults.
+    let cli: Cli = auralis_ops::config::parse(|_| Some("streamd"));
+    cli.common.init_logging();
     match streamd::main_blocking(cli.args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use base64::Engine as _;
 use bytes::{BufMut as _, Bytes, BytesMut};
+use composer::ParamUpdate;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use shm_proto::{CHANNELS, CHUNK_MS, CHUNK_SAMPLES, SAMPLE_RATE};
@@ -30,22 +31,25 @@ impl Format {
     }
 }
 
-/// The client's buffering tier. Only `normal` exists until adaptive buffering lands; the field is
-/// in every audio message so clients can rely on it.
+/// The client's buffering tier: how much audio it should hold before and while playing. Chosen
+/// per connection by [`crate::tiers::TierController`] and sent in every audio message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Tier {
-    /// 300 ms target buffer.
+    /// 500 ms target buffer: stable network, low latency.
     Minimal,
-    /// 500 ms target buffer.
+    /// 1000 ms target buffer: the default for new connections.
     Normal,
-    /// 700 ms target buffer.
+    /// 2000 ms target buffer: occasional jitter.
     Stable,
-    /// 1000 ms target buffer.
+    /// 3000 ms target buffer: high jitter or an unstable network.
     Defensive,
 }
 
 impl Tier {
+    /// Every tier, least buffering first.
+    pub const ALL: [Tier; 4] = [Self::Minimal, Self::Normal, Self::Stable, Self::Defensive];
+
     /// The name used on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -55,14 +59,41 @@ impl Tier {
             Self::Defensive => "defensive",
         }
     }
+    /// Parses a wire name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|t| t.as_str().eq_ignore_ascii_case(name.trim()))
+    }
     /// The code used in the binary header.
     pub fn code(self) -> u8 {
+        self as u8
+    }
+    /// The tier of a binary-header code (unknown codes read as `normal`).
+    pub fn from_code(code: u8) -> Self {
+        Self::ALL
+            .get(usize::from(code))
+            .copied()
+            .unwrap_or(Self::Normal)
+    }
+    /// The buffer the client should hold, milliseconds. The web-player issue fixes these at
+    /// 300/500/700/1000 ms (the MVP plan's tiers); the performance plan's 0.5-3 s table is older
+    /// and the issue stands where they disagree. Server and player share this table.
+    pub fn target_ms(self) -> u32 {
         match self {
-            Self::Minimal => 0,
-            Self::Normal => 1,
-            Self::Stable => 2,
-            Self::Defensive => 3,
+            Self::Minimal => 300,
+            Self::Normal => 500,
+            Self::Stable => 700,
+            Self::Defensive => 1000,
         }
+    }
+    /// One step more defensive.
+    pub fn up(self) -> Option<Self> {
+        Self::ALL.get(self as usize + 1).copied()
+    }
+    /// One step less defensive.
+    pub fn down(self) -> Option<Self> {
+        (self as usize).checked_sub(1).map(|i| Self::ALL[i])
     }
 }
 
@@ -86,8 +117,12 @@ pub enum ErrorCode {
     UnknownStation,
     /// No station exists yet (composer not running?).
     NoStation,
-    /// Known but not available in this version (changing musical parameters).
-    Unsupported,
+    /// The parameters need a new station and every station allowed is in use.
+    StationLimit,
+    /// A station created for the listener's parameters produced no audio in time.
+    StationUnavailable,
+    /// Too many control messages; this one was ignored.
+    RateLimited,
     /// Clients send text frames only.
     BinaryNotSupported,
 }
@@ -118,35 +153,48 @@ impl ProtocolError {
     }
 }
 
-/// Musical parameters composer owns; accepted by name, not yet applied by the gateway.
+/// Musical parameters composer owns: given in `start` or `set`, they select (or create) the
+/// station that plays them.
 pub const MUSICAL_PARAMS: [&str; 6] = ["key", "mode", "bpm", "intensity", "seed", "preset"];
 
 /// What `start` asks for.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct StartParams {
-    /// Station id; `None` means the default station.
+    /// Station id; `None` means the default station (or the base of `musical`).
     pub station: Option<String>,
     /// Audio format; `None` keeps the connection's current one (JSON initially).
     pub format: Option<Format>,
     /// Replay from this seq (a reconnecting client), as far as the history reaches.
     pub resume_from: Option<u64>,
-    /// Names of musical parameters given (accepted, not applied yet: reported in the ack).
-    pub musical: Vec<String>,
+    /// Musical parameters, applied over the station's: the listener moves to the station playing
+    /// the result.
+    pub musical: Option<ParamUpdate>,
+    /// Send an `ack` before the audio (off by default: the first audio message is the answer).
+    pub ack: bool,
 }
 
 /// What `set` asks for.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct SetParams {
     /// Switch to another station.
     pub station: Option<String>,
     /// Switch the audio format.
     pub format: Option<Format>,
-    /// Names of musical parameters given (refused with `unsupported` for now).
-    pub musical: Vec<String>,
+    /// Musical parameters: move this listener to the station playing them.
+    pub musical: Option<ParamUpdate>,
+}
+
+/// What a client reports about its playback (`report`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Report {
+    /// Underruns since the connection opened (cumulative).
+    pub underruns: Option<u64>,
+    /// Audio the client holds now, milliseconds.
+    pub buffer_ms: Option<f64>,
 }
 
 /// A well-formed client request.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum ClientRequest {
     /// `{"type":"control","action":"start","params":{...}}`
     Start(StartParams),
@@ -154,6 +202,8 @@ pub enum ClientRequest {
     Stop,
     /// `{"type":"control","action":"set","params":{...}}`
     Set(SetParams),
+    /// `{"type":"control","action":"report","params":{"underruns":N,"buffer_ms":M}}`
+    Report(Report),
     /// `{"type":"control","action":"ping"}` or `{"type":"ping"}`
     Ping,
 }
@@ -212,16 +262,19 @@ fn parse_control(object: &Map<String, Value>) -> Result<ClientRequest, ProtocolE
         "start" => parse_start(params).map(ClientRequest::Start),
         "stop" => Ok(ClientRequest::Stop),
         "set" => parse_set(params).map(ClientRequest::Set),
+        "report" => parse_report(params).map(ClientRequest::Report),
         "ping" => Ok(ClientRequest::Ping),
         other => Err(ProtocolError::new(
             ErrorCode::UnknownAction,
-            format!("unknown action {other:?} (expected start, stop, set or ping)"),
+            format!("unknown action {other:?} (expected start, stop, set, report or ping)"),
         )),
     }
 }
 
 fn parse_start(params: &Map<String, Value>) -> Result<StartParams, ProtocolError> {
     let mut start = StartParams::default();
+    let mut musical = ParamUpdate::default();
+    let mut any_musical = false;
     for (name, value) in params {
         match name.as_str() {
             "station" => start.station = Some(parse_station(value)?),
@@ -236,33 +289,112 @@ fn parse_start(params: &Map<String, Value>) -> Result<StartParams, ProtocolError
                     ));
                 }
             },
-            musical if MUSICAL_PARAMS.contains(&musical) => start.musical.push(musical.to_owned()),
-            other => return Err(unknown_param(other)),
+            "ack" => {
+                start.ack = value.as_bool().ok_or_else(|| {
+                    ProtocolError::new(ErrorCode::InvalidParam, "\"ack\" must be true or false")
+                })?;
+            }
+            other => {
+                parse_musical(other, value, &mut musical)?;
+                any_musical = true;
+            }
         }
     }
-    start.musical.sort();
+    start.musical = any_musical.then_some(musical);
     Ok(start)
 }
 
 fn parse_set(params: &Map<String, Value>) -> Result<SetParams, ProtocolError> {
     let mut set = SetParams::default();
+    let mut musical = ParamUpdate::default();
+    let mut any_musical = false;
     for (name, value) in params {
         match name.as_str() {
             "station" => set.station = Some(parse_station(value)?),
             "format" => set.format = Some(parse_format(value)?),
-            musical if MUSICAL_PARAMS.contains(&musical) => set.musical.push(musical.to_owned()),
-            other => return Err(unknown_param(other)),
+            other => {
+                parse_musical(other, value, &mut musical)?;
+                any_musical = true;
+            }
         }
     }
-    set.musical.sort();
+    set.musical = any_musical.then_some(musical);
     Ok(set)
+}
+
+fn parse_report(params: &Map<String, Value>) -> Result<Report, ProtocolError> {
+    let mut report = Report::default();
+    for (name, value) in params {
+        match name.as_str() {
+            "underruns" => {
+                report.underruns = Some(value.as_u64().ok_or_else(|| {
+                    ProtocolError::new(
+                        ErrorCode::InvalidParam,
+                        "\"underruns\" must be a non-negative integer (the count since connecting)",
+                    )
+                })?);
+            }
+            "buffer_ms" => {
+                report.buffer_ms = Some(value.as_f64().filter(|v| *v >= 0.0).ok_or_else(|| {
+                    ProtocolError::new(
+                        ErrorCode::InvalidParam,
+                        "\"buffer_ms\" must be a non-negative number",
+                    )
+                })?);
+            }
+            other => {
+                return Err(ProtocolError::new(
+                    ErrorCode::UnknownParam,
+                    format!("unknown report field {other:?} (known: underruns, buffer_ms)"),
+                ));
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Stores one musical parameter into `update`, checking its JSON type (composer checks ranges).
+fn parse_musical(name: &str, value: &Value, update: &mut ParamUpdate) -> Result<(), ProtocolError> {
+    let text = |field: &str| {
+        value.as_str().map(str::to_owned).ok_or_else(|| {
+            ProtocolError::new(
+                ErrorCode::InvalidParam,
+                format!("{field} must be a string, got {value}"),
+            )
+        })
+    };
+    let number = |field: &str| {
+        value.as_f64().ok_or_else(|| {
+            ProtocolError::new(
+                ErrorCode::InvalidParam,
+                format!("{field} must be a number, got {value}"),
+            )
+        })
+    };
+    match name {
+        "key" => update.key = Some(text("key")?),
+        "mode" => update.mode = Some(text("mode")?),
+        "preset" => update.preset = Some(text("preset")?),
+        "bpm" => update.bpm = Some(number("bpm")?),
+        "intensity" => update.intensity = Some(number("intensity")?),
+        "seed" => {
+            update.seed = Some(value.as_u64().ok_or_else(|| {
+                ProtocolError::new(
+                    ErrorCode::InvalidParam,
+                    format!("seed must be an integer between 0 and 2^64-1, got {value}"),
+                )
+            })?);
+        }
+        other => return Err(unknown_param(other)),
+    }
+    Ok(())
 }
 
 fn unknown_param(name: &str) -> ProtocolError {
     ProtocolError::new(
         ErrorCode::UnknownParam,
         format!(
-            "unknown parameter {name:?} (known: station, format, resume_from, {})",
+            "unknown parameter {name:?} (known: station, format, resume_from, ack, {})",
             MUSICAL_PARAMS.join(", ")
         ),
     )
@@ -301,12 +433,16 @@ pub enum ServerMessage {
         /// The audio format after it (start and set).
         #[serde(skip_serializing_if = "Option::is_none")]
         format: Option<Format>,
+        /// `live` (audio follows at once) or `starting` (a station created for these parameters;
+        /// audio follows when its first chunk is rendered), for start and set.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        state: Option<&'static str>,
         /// Seq of the first audio message that follows (start), when the ring has audio.
         #[serde(skip_serializing_if = "Option::is_none")]
         first_seq: Option<u64>,
-        /// Musical parameters accepted but not applied yet (start).
-        #[serde(skip_serializing_if = "Vec::is_empty")]
-        ignored_params: Vec<String>,
+        /// The musical parameters of the station (start and set), when known.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        params: Option<composer::Params>,
     },
     /// A control message was refused or a frame was malformed; the connection stays open.
     Error {
@@ -338,7 +474,7 @@ pub enum ServerMessage {
 /// `{"type":"status","state":...}`: one struct, the fields that apply to the state set.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct StatusMessage {
-    /// `skipped`, `resumed`, `source_stalled`, `source_recovered`, `source_restarted`.
+    /// `skipped`, `resumed`, `source_stalled`, `source_recovered`, `station_removed`.
     pub state: &'static str,
     /// The station concerned.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -568,7 +704,12 @@ mod tests {
         assert_eq!(
             r,
             ClientRequest::Start(StartParams {
-                musical: vec!["bpm".into(), "intensity".into(), "key".into()],
+                musical: Some(ParamUpdate {
+                    key: Some("C".into()),
+                    bpm: Some(70.0),
+                    intensity: Some(0.5),
+                    ..ParamUpdate::default()
+                }),
                 ..StartParams::default()
             })
         );
@@ -586,7 +727,8 @@ mod tests {
                 station: Some("sleep".into()),
                 format: Some(Format::Pcm16),
                 resume_from: Some(17),
-                musical: vec![],
+                musical: None,
+                ack: false,
             })
         );
         assert_eq!(
@@ -609,7 +751,10 @@ mod tests {
             ClientRequest::Set(SetParams {
                 station: None,
                 format: Some(Format::Json),
-                musical: vec!["bpm".into()],
+                musical: Some(ParamUpdate {
+                    bpm: Some(80.0),
+                    ..ParamUpdate::default()
+                }),
             })
         );
     }
@@ -642,6 +787,32 @@ mod tests {
             code(r#"{"type":"control","action":"start","params":"x"}"#),
             ErrorCode::InvalidMessage
         );
+        assert_eq!(
+            code(r#"{"type":"control","action":"start","params":{"bpm":"fast"}}"#),
+            ErrorCode::InvalidParam
+        );
+        assert_eq!(
+            code(r#"{"type":"control","action":"start","params":{"seed":-3}}"#),
+            ErrorCode::InvalidParam
+        );
+        assert_eq!(
+            code(r#"{"type":"control","action":"report","params":{"underruns":-1}}"#),
+            ErrorCode::InvalidParam
+        );
+        assert_eq!(
+            code(r#"{"type":"control","action":"report","params":{"dropouts":1}}"#),
+            ErrorCode::UnknownParam
+        );
+        assert_eq!(
+            parse_client_message(
+                r#"{"type":"control","action":"report","params":{"underruns":3,"buffer_ms":850}}"#
+            )
+            .unwrap(),
+            ClientRequest::Report(Report {
+                underruns: Some(3),
+                buffer_ms: Some(850.0)
+            })
+        );
     }
 
     #[test]
@@ -650,12 +821,13 @@ mod tests {
             action: "start",
             station: Some("focus".into()),
             format: Some(Format::Json),
+            state: Some("live"),
             first_seq: Some(3),
-            ignored_params: vec![],
+            params: None,
         };
         assert_eq!(
             ack.to_json(),
-            r#"{"type":"ack","action":"start","station":"focus","format":"json","first_seq":3}"#
+            r#"{"type":"ack","action":"start","station":"focus","format":"json","state":"live","first_seq":3}"#
         );
         let err = ProtocolError::new(ErrorCode::UnknownStation, "no").to_message();
         assert_eq!(

@@ -12,9 +12,13 @@ use anyhow::Context as _;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{Semaphore, oneshot, watch};
 
-use crate::config::{Args, CLOSE_GRACE};
+use crate::config::{Args, CLOSE_GRACE, SOCKET_SEND_BUFFER};
 use crate::directory::StationDirectory;
+use crate::limits::OriginPolicy;
+use crate::operator::OperatorToken;
+use crate::protocol::Tier;
 use crate::shutdown::{self, Phase};
+use crate::stats::GatewayStats;
 
 /// What every request handler shares.
 #[derive(Clone, Debug)]
@@ -33,6 +37,14 @@ pub struct AppState {
     pub(crate) client_dir: Option<PathBuf>,
     /// Numbers connections for logs and reconnect spreading.
     pub(crate) next_conn_id: Arc<AtomicU64>,
+    /// Counters for status and metrics.
+    pub(crate) stats: Arc<GatewayStats>,
+    /// Bearer token of the operator API; `None` disables it.
+    pub(crate) operator_token: Option<OperatorToken>,
+    /// Which browser origins may open a WebSocket.
+    pub(crate) origins: Arc<OriginPolicy>,
+    /// Tier of a new connection (`BUFFER_INITIAL_TIER`).
+    pub(crate) initial_tier: Tier,
 }
 
 /// Serves `listener` until `shutdown` completes; then stops accepting, tells every client to
@@ -45,6 +57,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let directory = StationDirectory::new(ns);
+    directory.set_max_stations(args.max_stations);
     {
         let directory = Arc::clone(&directory);
         tokio::task::spawn_blocking(move || directory.start(Duration::from_secs(1)))
@@ -63,11 +76,34 @@ pub async fn run(
         started: Instant::now(),
         client_dir: args.client_dir.clone(),
         next_conn_id: Arc::new(AtomicU64::new(1)),
+        stats: Arc::new(GatewayStats::default()),
+        operator_token: args.operator_token.clone(),
+        origins: Arc::new(OriginPolicy::from_list(args.allowed_origins.as_deref())),
+        initial_tier: args.initial_tier,
     };
     let app = crate::http::router(state);
-    tracing::info!(addr = %listener.local_addr()?, max_connections, "streamd listening");
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        max_connections,
+        operator_api = args.operator_token.is_some(),
+        initial_tier = args.initial_tier.as_str(),
+        "streamd listening"
+    );
+    let notifier = crate::metrics::notify_ready("listening");
 
     let (stop_accepting, stop_accepting_rx) = oneshot::channel::<()>();
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        // Audio messages are written whole: no reason to hold their tail back (Nagle).
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+        // A bounded send buffer (instead of autotuning up to 4 MiB) caps kernel memory per
+        // listener and makes a client that stops reading visible to the tier controller within
+        // about half a second of audio.
+        if let Err(error) = socket2::SockRef::from(&*tcp).set_send_buffer_size(SOCKET_SEND_BUFFER) {
+            tracing::debug!(%error, "cannot set the socket send buffer size");
+        }
+    });
     let mut server = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async {
@@ -88,6 +124,10 @@ pub async fn run(
     }
 
     // Stop accepting; clients are told to go elsewhere and keep streaming meanwhile.
+    notifier
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .stopping("draining");
     let _ = stop_accepting.send(());
     let drain = args.drain();
     let active = max_connections as usize - connections.available_permits();

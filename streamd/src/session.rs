@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use shm_proto::CHUNK_MS;
 
 use crate::directory::StationDirectory;
-use crate::protocol::{ClientRequest, ErrorCode, Format, ProtocolError, ServerMessage};
+use composer::{ParamUpdate, Params};
+
+use crate::protocol::{ClientRequest, ErrorCode, Format, ProtocolError, Report, ServerMessage};
 use crate::station::Station;
 
 /// The control state of one connection.
@@ -33,18 +35,19 @@ impl Default for ControlState {
 pub enum Plan {
     /// Send this and nothing else.
     Reply(ServerMessage),
-    /// (Re)subscribe to `state.streaming`, replaying from `resume_from` if given, then ack with
-    /// `ignored_params`.
+    /// (Re)subscribe to `state.streaming`, replaying from `resume_from` if given.
     Subscribe {
         /// `resume_from` of the request.
         resume_from: Option<u64>,
-        /// Musical parameters accepted but not applied.
-        ignored_params: Vec<String>,
         /// The acknowledged action (`start` or `set`).
         action: &'static str,
+        /// Whether to send an `ack` (always for `set`; for `start` when asked).
+        ack: bool,
     },
     /// Drop the subscription and ack `stop`.
     Unsubscribe,
+    /// Feed a client report to the tier controller (no answer).
+    Report(Report),
 }
 
 impl ControlState {
@@ -58,35 +61,44 @@ impl ControlState {
             ClientRequest::Ping => Ok(Plan::Reply(ServerMessage::Pong {
                 timestamp: crate::protocol::now_unix_seconds(),
             })),
+            ClientRequest::Report(report) => Ok(Plan::Report(report)),
             ClientRequest::Stop => {
                 self.streaming = None;
                 Ok(Plan::Unsubscribe)
             }
             ClientRequest::Start(start) => {
-                let station = lookup(stations, start.station.as_deref())?;
+                let station = match &start.musical {
+                    Some(update) => {
+                        let base = match start.station.as_deref() {
+                            Some(name) => name.to_owned(),
+                            None => lookup(stations, None)?.name.clone(),
+                        };
+                        by_params(stations, &base, update)?
+                    }
+                    None => lookup(stations, start.station.as_deref())?,
+                };
                 if let Some(format) = start.format {
                     self.format = format;
                 }
                 self.streaming = Some(station);
                 Ok(Plan::Subscribe {
                     resume_from: start.resume_from,
-                    ignored_params: start.musical,
                     action: "start",
+                    ack: start.ack,
                 })
             }
             ClientRequest::Set(set) => {
-                if !set.musical.is_empty() {
-                    return Err(ProtocolError::new(
-                        ErrorCode::Unsupported,
-                        format!(
-                            "changing {} while streaming is not supported yet; nothing was changed",
-                            set.musical.join(", ")
-                        ),
-                    ));
-                }
-                let station = match set.station.as_deref() {
-                    Some(name) => Some(lookup(stations, Some(name))?),
-                    None => None,
+                let station = match (&set.musical, set.station.as_deref()) {
+                    (Some(update), named) => {
+                        let base = match (named, &self.streaming) {
+                            (Some(name), _) => name.to_owned(),
+                            (None, Some(current)) => current.name.clone(),
+                            (None, None) => lookup(stations, None)?.name.clone(),
+                        };
+                        Some(by_params(stations, &base, update)?)
+                    }
+                    (None, Some(name)) => Some(lookup(stations, Some(name))?),
+                    (None, None) => None,
                 };
                 if let Some(format) = set.format {
                     self.format = format;
@@ -101,21 +113,48 @@ impl ControlState {
                         self.streaming = Some(station);
                         Ok(Plan::Subscribe {
                             resume_from: None,
-                            ignored_params: Vec::new(),
                             action: "set",
+                            ack: true,
                         })
                     }
                     _ => Ok(Plan::Reply(ServerMessage::Ack {
                         action: "set",
                         station: self.streaming.as_ref().map(|s| s.name.clone()),
                         format: Some(self.format),
+                        state: None,
                         first_seq: None,
-                        ignored_params: Vec::new(),
+                        params: self
+                            .streaming
+                            .as_ref()
+                            .and_then(|s| station_params(stations, &s.name)),
                     })),
                 }
             }
         }
     }
+}
+
+/// The station playing `update` applied over station `base` (created if needed).
+fn by_params(
+    stations: &StationDirectory,
+    base: &str,
+    update: &ParamUpdate,
+) -> Result<Arc<Station>, ProtocolError> {
+    let resolved = crate::params::resolve(stations, base, update)?;
+    stations
+        .adopt(resolved.index, &resolved.name)
+        .ok_or_else(|| {
+            ProtocolError::new(
+                ErrorCode::StationUnavailable,
+                "cannot start serving the station (thread limit?); retry later",
+            )
+        })
+}
+
+/// The musical parameters of station `name`, if the control block has them.
+pub fn station_params(stations: &StationDirectory, name: &str) -> Option<Params> {
+    let control = stations.control()?;
+    crate::params::params_of(&control, name).map(|(_, p)| p)
 }
 
 fn lookup(stations: &StationDirectory, name: Option<&str>) -> Result<Arc<Station>, ProtocolError> {
@@ -253,7 +292,7 @@ mod tests {
     }
 
     #[test]
-    fn start_with_musical_params_streams_and_reports_them_ignored() {
+    fn start_with_resume_and_format() {
         let dir = directory();
         let mut state = ControlState::default();
         let plan = state
@@ -262,27 +301,26 @@ mod tests {
                     station: Some("sleep".into()),
                     format: Some(Format::Pcm16),
                     resume_from: Some(9),
-                    musical: vec!["bpm".into()],
+                    musical: None,
+                    ack: true,
                 }),
                 &dir,
             )
             .unwrap();
         let Plan::Subscribe {
-            resume_from,
-            ignored_params,
-            ..
+            resume_from, ack, ..
         } = plan
         else {
             panic!("expected subscribe");
         };
         assert_eq!(resume_from, Some(9));
-        assert_eq!(ignored_params, ["bpm"]);
+        assert!(ack);
         assert_eq!(state.format, Format::Pcm16);
         assert_eq!(state.streaming.as_ref().unwrap().name, "sleep");
     }
 
     #[test]
-    fn set_format_acks_set_musical_is_unsupported_set_station_switches() {
+    fn set_format_acks_set_station_switches_musical_needs_the_control_block() {
         let dir = directory();
         let mut state = ControlState::default();
         state
@@ -303,17 +341,21 @@ mod tests {
         ));
         assert_eq!(state.format, Format::Pcm16);
 
+        // Without a control block no station can be created: refused, nothing applied.
         let err = state
             .handle(
                 ClientRequest::Set(SetParams {
                     format: Some(Format::Json),
-                    musical: vec!["bpm".into()],
+                    musical: Some(ParamUpdate {
+                        bpm: Some(80.0),
+                        ..ParamUpdate::default()
+                    }),
                     ..SetParams::default()
                 }),
                 &dir,
             )
             .unwrap_err();
-        assert_eq!(err.code, ErrorCode::Unsupported);
+        assert_eq!(err.code, ErrorCode::NoStation);
         assert_eq!(state.format, Format::Pcm16, "nothing applied on error");
 
         let plan = state

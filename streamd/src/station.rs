@@ -14,6 +14,7 @@ use tokio::sync::broadcast;
 
 use crate::config::{ATTACH_RETRY, BROADCAST_CAPACITY, READER_WAIT, STALL_AFTER};
 use crate::protocol::{EncodedChunk, ServerMessage, StatusMessage};
+use crate::stats::StationStats;
 
 /// What a station broadcasts to its listeners.
 #[derive(Clone, Debug)]
@@ -24,6 +25,8 @@ pub enum StationEvent {
     Notice(Arc<ServerMessage>),
     /// The sequence restarted (a replaced ring began again): listeners forget the seq they expect.
     SequenceReset,
+    /// Composer removed the station: it will never play again.
+    Removed,
 }
 
 /// Health of the station's source (synthd), as last seen by the reader thread.
@@ -85,8 +88,10 @@ pub struct Station {
     ring_slots: AtomicU32,
     /// [`SourceState`] as a byte.
     source: AtomicU8,
-    /// Chunks read and encoded since start (each exactly once, whatever the listener count).
-    chunks_encoded: AtomicU64,
+    /// Set when composer removed the station: the reader thread ends.
+    retired: AtomicBool,
+    /// Counters for status and metrics.
+    pub stats: StationStats,
 }
 
 #[derive(Debug)]
@@ -139,6 +144,12 @@ pub struct StationStatus {
     pub writer_health: &'static str,
     /// Chunks encoded since start.
     pub chunks_encoded: u64,
+    /// Mean encode time per chunk (base64 JSON and binary frame), microseconds.
+    pub encode_us_mean: f64,
+    /// Chunks listeners skipped because they fell behind live.
+    pub listeners_skipped: u64,
+    /// A named (operator) station rather than one created for listeners' parameters.
+    pub named: bool,
 }
 
 impl Station {
@@ -158,8 +169,26 @@ impl Station {
             oldest_seq: AtomicU64::new(0),
             ring_slots: AtomicU32::new(0),
             source: AtomicU8::new(SourceState::Absent as u8),
-            chunks_encoded: AtomicU64::new(0),
+            retired: AtomicBool::new(false),
+            stats: StationStats::default(),
         })
+    }
+
+    /// Whether the station was created for listeners' parameters (`p-...`) rather than named by
+    /// the operator (a preset station such as `focus`).
+    pub fn is_named(&self) -> bool {
+        !crate::params::is_param_station(&self.name)
+    }
+
+    /// Whether audio has been seen (the ring exists and published at least one chunk).
+    pub fn is_live(&self) -> bool {
+        self.latest_seq().is_some()
+    }
+
+    /// Stops the reader thread and tells the listeners the station is gone.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Relaxed);
+        self.notify(StationEvent::Removed);
     }
 
     fn history(&self) -> MutexGuard<'_, History> {
@@ -245,7 +274,18 @@ impl Station {
             history: self.history().chunks.len(),
             listeners: self.listeners(),
             writer_health: self.source_state().as_str(),
-            chunks_encoded: self.chunks_encoded.load(Ordering::Relaxed),
+            chunks_encoded: self.stats.chunks_encoded.load(Ordering::Relaxed),
+            encode_us_mean: {
+                let n = self.stats.chunks_encoded.load(Ordering::Relaxed);
+                let ns = self.stats.encode_ns.load(Ordering::Relaxed);
+                if n == 0 {
+                    0.0
+                } else {
+                    ns as f64 / n as f64 / 1000.0
+                }
+            },
+            listeners_skipped: self.stats.listener_skipped.load(Ordering::Relaxed),
+            named: self.is_named(),
         }
     }
 
@@ -287,7 +327,7 @@ struct RingFollower {
 
 impl RingFollower {
     fn stopped(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
+        self.stop.load(Ordering::Relaxed) || self.station.retired.load(Ordering::Relaxed)
     }
 
     fn run(mut self) {
@@ -366,6 +406,10 @@ impl RingFollower {
                         .store(reader.oldest_seq(), Ordering::Relaxed);
                 }
                 ReadOutcome::Lagged { missed, resume_at } => {
+                    self.station
+                        .stats
+                        .reader_skipped
+                        .fetch_add(missed, Ordering::Relaxed);
                     tracing::warn!(station = %self.station.name, missed, resume_at, "gateway fell behind the ring; skipping");
                 }
                 ReadOutcome::NotYet => {
@@ -418,13 +462,18 @@ impl RingFollower {
     }
 
     fn encode(&self, meta: &ChunkMeta) -> Arc<EncodedChunk> {
+        let started = Instant::now();
         let chunk = EncodedChunk::encode(
             &self.station.name,
             meta.seq,
             meta.publish_unix_ns,
             &self.samples,
         );
-        self.station.chunks_encoded.fetch_add(1, Ordering::Relaxed);
+        let stats = &self.station.stats;
+        stats
+            .encode_ns
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        stats.chunks_encoded.fetch_add(1, Ordering::Relaxed);
         self.station.latest_seq.store(meta.seq, Ordering::Relaxed);
         Arc::new(chunk)
     }

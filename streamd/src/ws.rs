@@ -1,31 +1,48 @@
 //! The WebSocket endpoint (`/ws`, `/ws/stream`): one connection is a session task (control
 //! messages in, the station's chunks out) and a writer task behind a bounded queue, so a slow
 //! socket never blocks the station: the session falls behind the broadcast and resumes at live.
+//! The writer times every audio write (publish to write completion) for the connection's
+//! [`TierController`]; the session rate-limits control messages ([`ControlLimiter`]).
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::sync::{broadcast, mpsc, watch};
 
-use crate::config::{CLIENT_QUEUE, MAX_CLIENT_MESSAGE, PREROLL_CHUNKS, SEND_TIMEOUT};
+use crate::config::{
+    CLIENT_QUEUE, MAX_CLIENT_MESSAGE, PREROLL_CHUNKS, SEND_TIMEOUT, START_TIMEOUT,
+};
 use crate::directory::StationDirectory;
+use crate::limits::{Admission, ControlLimiter};
 use crate::protocol::{
-    EncodedChunk, ErrorCode, Format, ProtocolError, ServerMessage, StatusMessage, Tier,
+    EncodedChunk, ErrorCode, Format, ProtocolError, Report, ServerMessage, StatusMessage, Tier,
     parse_client_message,
 };
 use crate::server::AppState;
-use crate::session::{ControlState, Plan, PlayoutEstimate};
+use crate::session::{ControlState, Plan, PlayoutEstimate, station_params};
 use crate::shutdown::Phase;
 use crate::station::{ListenerGuard, Station, StationEvent};
+use crate::stats::{ClientStats, GatewayStats};
+use crate::tiers::TierController;
 
-/// `GET /ws` and `GET /ws/stream`: upgrades if the gateway is running and under its cap.
-pub async fn upgrade(ws: WebSocketUpgrade, State(app): State<AppState>) -> Response {
+/// `GET /ws` and `GET /ws/stream`: upgrades if the Origin is allowed, the gateway is running and
+/// under its cap.
+pub async fn upgrade(
+    ws: WebSocketUpgrade,
+    State(app): State<AppState>,
+    headers: HeaderMap,
+) -> Response {
+    if !app.origins.allows(&headers) {
+        app.stats.origin_rejected.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(origin = ?headers.get(axum::http::header::ORIGIN), "WebSocket refused: origin not allowed");
+        return (StatusCode::FORBIDDEN, "origin not allowed\n").into_response();
+    }
     if *app.phase.borrow() != Phase::Running {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -34,6 +51,9 @@ pub async fn upgrade(ws: WebSocketUpgrade, State(app): State<AppState>) -> Respo
             .into_response();
     }
     let Ok(permit) = Arc::clone(&app.connections).try_acquire_owned() else {
+        app.stats
+            .connections_refused
+            .fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
             max = app.max_connections,
             "connection refused: at WS_MAX_CONNECTIONS"
@@ -44,6 +64,8 @@ pub async fn upgrade(ws: WebSocketUpgrade, State(app): State<AppState>) -> Respo
         stations: Arc::clone(&app.directory),
         phase: app.phase.clone(),
         conn_id: app.next_conn_id.fetch_add(1, Ordering::Relaxed),
+        stats: Arc::clone(&app.stats),
+        initial_tier: app.initial_tier,
     };
     ws.max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
@@ -63,6 +85,19 @@ pub struct ConnectionContext {
     pub phase: watch::Receiver<Phase>,
     /// For logs, and to spread reconnects on drain.
     pub conn_id: u64,
+    /// Where the connection's counters are registered.
+    pub stats: Arc<GatewayStats>,
+    /// Tier the connection starts in.
+    pub initial_tier: Tier,
+}
+
+/// One message for the writer, with what it needs to time audio.
+#[derive(Debug)]
+struct Outgoing {
+    message: Message,
+    /// For audio: when synthd published the chunk, and whether it was sent live (history
+    /// replays are old by design and are not timed).
+    audio: Option<(u64, bool)>,
 }
 
 /// Serves one connection until the client leaves, its socket blocks for too long, or shutdown
@@ -75,8 +110,19 @@ where
 {
     let conn_id = context.conn_id;
     tracing::debug!(conn_id, "connection opened");
+    let client = context.stats.register(conn_id, context.initial_tier);
+    let tiers = Arc::new(Mutex::new(TierController::new(context.initial_tier)));
     let (out, out_rx) = mpsc::channel(CLIENT_QUEUE);
-    let writer = tokio::spawn(write_loop(sink, out_rx, conn_id));
+    let writer = tokio::spawn(write_loop(
+        sink,
+        out_rx,
+        WriterContext {
+            conn_id,
+            client: Arc::clone(&client),
+            tiers: Arc::clone(&tiers),
+            gateway: Arc::clone(&context.stats),
+        },
+    ));
     let mut connection = Connection {
         out,
         stations: context.stations,
@@ -84,6 +130,11 @@ where
         conn_id,
         control: ControlState::default(),
         live: None,
+        limiter: ControlLimiter::new(Instant::now()),
+        last_limit_notice: None,
+        client,
+        tiers,
+        gateway: Arc::clone(&context.stats),
     };
     connection.run(&mut incoming).await;
     drop(connection);
@@ -93,29 +144,81 @@ where
     {
         tracing::warn!(conn_id, "writer did not finish");
     }
+    context.stats.unregister(conn_id);
     tracing::debug!(conn_id, "connection closed");
 }
 
+/// What the writer task updates.
+struct WriterContext {
+    conn_id: u64,
+    client: Arc<ClientStats>,
+    tiers: Arc<Mutex<TierController>>,
+    gateway: Arc<GatewayStats>,
+}
+
+fn lock_tiers(tiers: &Mutex<TierController>) -> std::sync::MutexGuard<'_, TierController> {
+    tiers.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn now_unix_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
 /// Sends what the session queues; gives up on a client that accepts nothing for [`SEND_TIMEOUT`].
-async fn write_loop<W>(mut sink: W, mut queue: mpsc::Receiver<Message>, conn_id: u64)
+async fn write_loop<W>(mut sink: W, mut queue: mpsc::Receiver<Outgoing>, cx: WriterContext)
 where
     W: Sink<Message> + Unpin,
     W::Error: std::fmt::Display,
 {
-    while let Some(message) = queue.recv().await {
+    let conn_id = cx.conn_id;
+    while let Some(Outgoing { message, audio }) = queue.recv().await {
         let closing = matches!(message, Message::Close(_));
+        let bytes = match &message {
+            Message::Text(t) => t.len(),
+            Message::Binary(b) => b.len(),
+            _ => 0,
+        };
         match tokio::time::timeout(SEND_TIMEOUT, sink.send(message)).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => {
+                cx.gateway.send_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(conn_id, %error, "send failed");
                 return;
             }
             Err(_) => {
+                cx.gateway.send_timeouts.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     conn_id,
                     "client accepted nothing for {SEND_TIMEOUT:?}; disconnecting"
                 );
                 return;
+            }
+        }
+        if let Some((publish_unix_ns, live)) = audio {
+            cx.client.chunks_sent.fetch_add(1, Ordering::Relaxed);
+            cx.client
+                .bytes_sent
+                .fetch_add(bytes as u64, Ordering::Relaxed);
+            if live {
+                let lateness_ms = now_unix_ns().saturating_sub(publish_unix_ns) as f64 / 1e6;
+                let mut tiers = lock_tiers(&cx.tiers);
+                let (late, change) = tiers.on_chunk(lateness_ms);
+                if late {
+                    cx.client.late_chunks.fetch_add(1, Ordering::Relaxed);
+                }
+                let j = tiers.jitter();
+                cx.client.set_tier(tiers.tier(), j.mean_ms(), j.std_ms());
+                if let Some(change) = change {
+                    tracing::debug!(
+                        conn_id,
+                        from = change.from.as_str(),
+                        to = change.to.as_str(),
+                        jitter_ms = j.mean_ms(),
+                        "buffer tier changed"
+                    );
+                }
             }
         }
         if closing {
@@ -135,19 +238,28 @@ struct LiveStream {
     /// The seq this client gets next (older ones are duplicates of the replayed history).
     next_seq: Option<u64>,
     playout: PlayoutEstimate,
+    /// While a station created for this client's parameters has produced nothing yet: when to
+    /// give up on it.
+    starting_until: Option<Instant>,
 }
 
-/// Why the writer is gone (the session then ends).
+/// Why the session must end.
 #[derive(Clone, Copy, Debug)]
 struct WriterGone;
 
 struct Connection {
-    out: mpsc::Sender<Message>,
+    out: mpsc::Sender<Outgoing>,
     stations: Arc<StationDirectory>,
     phase: watch::Receiver<Phase>,
     conn_id: u64,
     control: ControlState,
     live: Option<LiveStream>,
+    limiter: ControlLimiter,
+    /// When the latest `rate_limited` notice was sent.
+    last_limit_notice: Option<Instant>,
+    client: Arc<ClientStats>,
+    tiers: Arc<Mutex<TierController>>,
+    gateway: Arc<GatewayStats>,
 }
 
 async fn next_event(
@@ -155,6 +267,13 @@ async fn next_event(
 ) -> Result<StationEvent, broadcast::error::RecvError> {
     match live {
         Some(live) => live.events.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn start_deadline(until: Option<Instant>) {
+    match until {
+        Some(until) => tokio::time::sleep_until(until.into()).await,
         None => std::future::pending().await,
     }
 }
@@ -172,6 +291,7 @@ impl Connection {
             return;
         }
         loop {
+            let starting_until = self.live.as_ref().and_then(|l| l.starting_until);
             let step = tokio::select! {
                 changed = self.phase.changed() => {
                     let phase = if changed.is_ok() { *self.phase.borrow_and_update() } else { Phase::Closing };
@@ -210,6 +330,7 @@ impl Connection {
                     }
                 },
                 event = next_event(&mut self.live) => self.on_event(event).await,
+                () = start_deadline(starting_until) => self.on_start_timeout().await,
                 () = self.out.closed() => return,
             };
             if step.is_err() {
@@ -219,7 +340,13 @@ impl Connection {
     }
 
     async fn send(&self, message: Message) -> Result<(), WriterGone> {
-        self.out.send(message).await.map_err(|_| WriterGone)
+        self.out
+            .send(Outgoing {
+                message,
+                audio: None,
+            })
+            .await
+            .map_err(|_| WriterGone)
     }
 
     async fn send_json(&self, message: &ServerMessage) -> Result<(), WriterGone> {
@@ -253,27 +380,101 @@ impl Connection {
     }
 
     async fn on_text(&mut self, text: &str) -> Result<(), WriterGone> {
+        match self.limiter.admit(Instant::now()) {
+            Admission::Accept => {}
+            Admission::Refuse => {
+                self.client.rate_limited.fetch_add(1, Ordering::Relaxed);
+                self.gateway.rate_limited.fetch_add(1, Ordering::Relaxed);
+                let error = ProtocolError::new(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "too many control messages (at most {} at once and {} per second); this \
+                         one was ignored, retry in {} ms",
+                        crate::config::CONTROL_BURST,
+                        crate::config::CONTROL_RATE,
+                        self.limiter.retry_after().as_millis().max(1)
+                    ),
+                );
+                // One notice a second at most while flooding: answering every refused message
+                // would let the client amplify its flood into our queue.
+                let now = Instant::now();
+                if self
+                    .last_limit_notice
+                    .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1))
+                {
+                    return Ok(());
+                }
+                self.last_limit_notice = Some(now);
+                return self.send_error(&error).await;
+            }
+            Admission::Close => {
+                self.gateway.flood_closes.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    conn_id = self.conn_id,
+                    "closing a client that kept flooding control messages"
+                );
+                let _ = self
+                    .close(close_code::POLICY, "too many control messages")
+                    .await;
+                return Err(WriterGone);
+            }
+        }
         let plan = parse_client_message(text)
             .and_then(|request| self.control.handle(request, &self.stations));
         match plan {
-            Err(error) => self.send_error(&error).await,
+            Err(error) => {
+                if error.code == ErrorCode::StationLimit {
+                    self.gateway
+                        .station_limit_refusals
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                self.send_error(&error).await
+            }
             Ok(Plan::Reply(message)) => self.send_json(&message).await,
+            Ok(Plan::Report(report)) => {
+                self.on_report(&report);
+                Ok(())
+            }
             Ok(Plan::Unsubscribe) => {
                 self.live = None;
                 self.send_json(&ServerMessage::Ack {
                     action: "stop",
                     station: None,
                     format: None,
+                    state: None,
                     first_seq: None,
-                    ignored_params: Vec::new(),
+                    params: None,
                 })
                 .await
             }
             Ok(Plan::Subscribe {
                 resume_from,
-                ignored_params,
                 action,
-            }) => self.subscribe(resume_from, ignored_params, action).await,
+                ack,
+            }) => self.subscribe(resume_from, action, ack).await,
+        }
+    }
+
+    fn on_report(&self, report: &Report) {
+        let Some(underruns) = report.underruns else {
+            return;
+        };
+        let mut tiers = lock_tiers(&self.tiers);
+        let (new, change) = tiers.on_report(underruns);
+        self.client
+            .underruns_reported
+            .fetch_add(new, Ordering::Relaxed);
+        let j = tiers.jitter();
+        self.client.set_tier(tiers.tier(), j.mean_ms(), j.std_ms());
+        if let Some(change) = change {
+            tracing::debug!(
+                conn_id = self.conn_id,
+                from = change.from.as_str(),
+                to = change.to.as_str(),
+                new,
+                buffer_ms = report.buffer_ms,
+                "buffer tier changed on a client report"
+            );
         }
     }
 
@@ -281,8 +482,8 @@ impl Connection {
     async fn subscribe(
         &mut self,
         resume_from: Option<u64>,
-        ignored_params: Vec<String>,
         action: &'static str,
+        ack: bool,
     ) -> Result<(), WriterGone> {
         let Some(station) = self.control.streaming.clone() else {
             return Ok(());
@@ -308,14 +509,18 @@ impl Connection {
             (None, _) => (&history[preroll..], None),
         };
         let first_seq = backlog.first().map(|c| c.seq).or(newest.map(|n| n + 1));
-        self.send_json(&ServerMessage::Ack {
-            action,
-            station: Some(station.name.clone()),
-            format: Some(self.control.format),
-            first_seq,
-            ignored_params,
-        })
-        .await?;
+        let starting = history.is_empty() && !station.is_live();
+        if ack {
+            self.send_json(&ServerMessage::Ack {
+                action,
+                station: Some(station.name.clone()),
+                format: Some(self.control.format),
+                state: Some(if starting { "starting" } else { "live" }),
+                first_seq,
+                params: station_params(&self.stations, &station.name),
+            })
+            .await?;
+        }
         if let Some((lost, next_seq)) = resumed {
             self.send_json(&ServerMessage::Status(StatusMessage {
                 state: "resumed",
@@ -332,11 +537,30 @@ impl Connection {
             _guard: subscription.guard,
             next_seq: None,
             playout: PlayoutEstimate::new(),
+            starting_until: starting.then(|| Instant::now() + START_TIMEOUT),
         });
         for chunk in backlog {
-            self.send_chunk(chunk).await?;
+            self.send_chunk(chunk, false).await?;
         }
         Ok(())
+    }
+
+    async fn on_start_timeout(&mut self) -> Result<(), WriterGone> {
+        let Some(live) = self.live.take() else {
+            return Ok(());
+        };
+        self.control.streaming = None;
+        tracing::warn!(conn_id = self.conn_id, station = %live.station.name, "station produced no audio in time");
+        self.send_error(&ProtocolError::new(
+            ErrorCode::StationUnavailable,
+            format!(
+                "station {:?} produced no audio within {} s (are composer and synthd running?); \
+                 streaming stopped, send start again to retry",
+                live.station.name,
+                START_TIMEOUT.as_secs()
+            ),
+        ))
+        .await
     }
 
     async fn on_event(
@@ -344,7 +568,7 @@ impl Connection {
         event: Result<StationEvent, broadcast::error::RecvError>,
     ) -> Result<(), WriterGone> {
         match event {
-            Ok(StationEvent::Chunk(chunk)) => self.send_chunk(&chunk).await,
+            Ok(StationEvent::Chunk(chunk)) => self.send_chunk(&chunk, true).await,
             Ok(StationEvent::Notice(message)) => self.send_json(&message).await,
             Ok(StationEvent::SequenceReset) => {
                 if let Some(live) = &mut self.live {
@@ -352,12 +576,31 @@ impl Connection {
                 }
                 Ok(())
             }
+            Ok(StationEvent::Removed) => {
+                let name = self.live.take().map(|l| l.station.name.clone());
+                self.control.streaming = None;
+                self.send_json(&ServerMessage::Status(StatusMessage {
+                    state: "station_removed",
+                    station: name,
+                    ..StatusMessage::default()
+                }))
+                .await
+            }
             Err(broadcast::error::RecvError::Lagged(missed)) => {
                 tracing::debug!(
                     conn_id = self.conn_id,
                     missed,
                     "slow client skipped to live"
                 );
+                self.client
+                    .chunks_skipped
+                    .fetch_add(missed, Ordering::Relaxed);
+                if let Some(live) = &self.live {
+                    live.station
+                        .stats
+                        .listener_skipped
+                        .fetch_add(missed, Ordering::Relaxed);
+                }
                 self.send_json(&ServerMessage::Status(StatusMessage {
                     state: "skipped",
                     station: self.live.as_ref().map(|l| l.station.name.clone()),
@@ -373,14 +616,20 @@ impl Connection {
         }
     }
 
-    async fn send_chunk(&mut self, chunk: &EncodedChunk) -> Result<(), WriterGone> {
+    async fn send_chunk(
+        &mut self,
+        chunk: &EncodedChunk,
+        live_send: bool,
+    ) -> Result<(), WriterGone> {
         let format = self.control.format;
+        let tier = self.client.tier();
         let Some(live) = &mut self.live else {
             return Ok(());
         };
         if live.next_seq.is_some_and(|next| chunk.seq < next) {
             return Ok(()); // already sent from the history
         }
+        live.starting_until = None;
         live.next_seq = Some(chunk.seq + 1);
         let queued_after = live
             .station
@@ -388,10 +637,16 @@ impl Connection {
             .map_or(0, |latest| latest.saturating_sub(chunk.seq));
         let depth = live.playout.on_send(Instant::now(), queued_after);
         let message = match format {
-            Format::Json => Message::Text(chunk.json_for(depth, Tier::Normal).into()),
-            Format::Pcm16 => Message::Binary(chunk.binary_for(depth, Tier::Normal)),
+            Format::Json => Message::Text(chunk.json_for(depth, tier).into()),
+            Format::Pcm16 => Message::Binary(chunk.binary_for(depth, tier)),
         };
-        self.send(message).await
+        self.out
+            .send(Outgoing {
+                message,
+                audio: Some((chunk.publish_unix_ns, live_send)),
+            })
+            .await
+            .map_err(|_| WriterGone)
     }
 }
 
@@ -450,17 +705,20 @@ mod tests {
             stations,
             phase,
             conn_id: 1,
+            stats: Arc::new(GatewayStats::default()),
+            initial_tier: Tier::Normal,
         };
         let connection = tokio::spawn(serve_connection(sink, incoming, context));
 
         client_tx
             .send(Message::Text(
-                r#"{"type":"control","action":"start"}"#.into(),
+                r#"{"type":"control","action":"start","params":{"ack":true}}"#.into(),
             ))
             .await
             .unwrap();
         let ack = json(server_rx.recv().await.unwrap());
         assert_eq!(ack["type"], "ack");
+        assert_eq!(ack["state"], "starting", "no audio yet");
         assert_eq!(station.listeners(), 1);
         station.publish(chunk(0));
         assert_eq!(json(server_rx.recv().await.unwrap())["seq"], 0);
