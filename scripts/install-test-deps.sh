@@ -7,6 +7,8 @@ for pkg in "$@"; do
 done
 if ((${#need[@]})); then
   SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
+  # Another install (a parallel CI stage) may hold the dpkg lock: wait for it instead of failing.
+  lock=(-o DPkg::Lock::Timeout=300)
+  $SUDO apt-get "${lock[@]}" update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get "${lock[@]}" install -y -qq --no-install-recommends "${need[@]}"
 fi

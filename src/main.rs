@@ -4,17 +4,14 @@
 #![forbid(unsafe_code)]
 
 mod cli;
-mod logging;
 mod render;
 mod supervisor;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
-    logging::init();
+    let cli = cli::parse();
+    cli.init_logging();
     match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

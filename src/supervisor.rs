@@ -1,6 +1,11 @@
 //! `auralis up`: starts composer, synthd and streamd as separate processes, restarts any that dies,
 //! forwards SIGINT/SIGTERM (streamd first, so it drains its listeners), and on a clean stop leaves
 //! no shared-memory segment behind.
+//!
+//! Settings reach the roles three ways: each child inherits the launcher's environment; the
+//! configuration file (`--config`) is handed on as `AURALIS_CONFIG`, so each role reads its own
+//! table; and what `up` itself was told (namespace, streamd's address if given, logging) is set
+//! in the child's environment, which beats the file.
 
 use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command};
@@ -10,6 +15,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use auralis_ops::CommonArgs;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use shm_proto::Namespace;
@@ -17,17 +23,17 @@ use shm_proto::Namespace;
 /// Flags of `auralis up`.
 #[derive(Debug, clap::Args)]
 pub struct UpArgs {
-    /// Address streamd listens on.
-    #[arg(long, env = "AURALIS_HOST", default_value = "0.0.0.0")]
-    host: String,
-    /// Port streamd listens on.
-    #[arg(long, env = "AURALIS_PORT", default_value_t = 8000)]
-    port: u16,
+    /// Address streamd listens on [default: streamd's, 0.0.0.0].
+    #[arg(long, env = "AURALIS_HOST")]
+    host: Option<String>,
+    /// Port streamd listens on [default: streamd's, 8000].
+    #[arg(long, env = "AURALIS_PORT")]
+    port: Option<u16>,
     /// Shared-memory namespace; lets several deployments (or tests) share a host.
     #[arg(long, env = "AURALIS_SHM_NAMESPACE", default_value = "default")]
     namespace: String,
     /// How long streamd may take to drain on shutdown before it is killed.
-    #[arg(long, default_value_t = 15)]
+    #[arg(long, env = "AURALIS_STOP_TIMEOUT_SECS", default_value_t = 15)]
     stop_timeout_secs: u64,
 }
 
@@ -66,7 +72,15 @@ struct Supervised {
 }
 
 /// Runs the system until SIGINT or SIGTERM.
-pub fn up(args: UpArgs) -> anyhow::Result<()> {
+pub fn up(args: UpArgs, common: &CommonArgs) -> anyhow::Result<()> {
+    // Each role reads its own table of the same file; an absolute path survives any cwd.
+    let config = match &common.config {
+        Some(path) => Some(
+            std::fs::canonicalize(path)
+                .with_context(|| format!("config file {}", path.display()))?,
+        ),
+        None => None,
+    };
     let ns = Namespace::new(&args.namespace).context("invalid --namespace")?;
     let removed = ns
         .remove_stale()
@@ -97,8 +111,25 @@ pub fn up(args: UpArgs) -> anyhow::Result<()> {
         cmd.process_group(0)
             .arg(role.name())
             .env("AURALIS_SHM_NAMESPACE", ns.as_str())
-            .env("AURALIS_HOST", &args.host)
-            .env("AURALIS_PORT", args.port.to_string());
+            .env(
+                "AURALIS_LOG_FORMAT",
+                match common.log_format {
+                    auralis_ops::logging::LogFormat::Json => "json",
+                    auralis_ops::logging::LogFormat::Text => "text",
+                },
+            );
+        if let Some(level) = &common.log_level {
+            cmd.env("AURALIS_LOG_LEVEL", level);
+        }
+        if let Some(path) = &config {
+            cmd.env("AURALIS_CONFIG", path);
+        }
+        if let Some(host) = &args.host {
+            cmd.env("AURALIS_HOST", host);
+        }
+        if let Some(port) = args.port {
+            cmd.env("AURALIS_PORT", port.to_string());
+        }
         let child = cmd
             .spawn()
             .with_context(|| format!("starting {}", role.name()))?;
@@ -119,12 +150,28 @@ pub fn up(args: UpArgs) -> anyhow::Result<()> {
         // first seconds are not spent in retry loops (they retry anyway).
         thread::sleep(Duration::from_millis(150));
     }
-    let shown_host = if args.host == "0.0.0.0" {
+    // streamd's address: as given to `up`, else from the file's [streamd] table, else its default.
+    let from_file = |key: &str| {
+        config
+            .as_deref()
+            .and_then(|f| auralis_ops::config::lookup(f, "streamd", key))
+    };
+    let host = args
+        .host
+        .clone()
+        .or_else(|| from_file("host"))
+        .unwrap_or_else(|| "0.0.0.0".to_owned());
+    let port = args
+        .port
+        .map(|p| p.to_string())
+        .or_else(|| from_file("port"))
+        .unwrap_or_else(|| "8000".to_owned());
+    let shown_host = if host == "0.0.0.0" {
         "localhost"
     } else {
-        &args.host
+        &host
     };
-    println!("Auralis is playing at http://{shown_host}:{}/", args.port);
+    println!("Auralis is playing at http://{shown_host}:{port}/");
 
     while !stop.load(Ordering::Relaxed) {
         for p in &mut procs {

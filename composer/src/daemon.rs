@@ -21,6 +21,7 @@ use shm_proto::{ControlBlock, EventProducer, Namespace, NoteEvent, SAMPLE_RATE, 
 use tracing::{debug, error, info, warn};
 
 use crate::composer::Composer;
+use crate::metrics::metrics;
 use crate::params::Params;
 use crate::presets::{PresetId, preset_names};
 
@@ -28,6 +29,8 @@ use crate::presets::{PresetId, preset_names};
 const TICK: Duration = Duration::from_millis(20);
 /// How long a failing station waits before it is tried again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// Window of `phrase_generation_rate_hz`: long enough to hold several bars (4-6 s each).
+const RATE_WINDOW: Duration = Duration::from_secs(20);
 
 /// Options of the composer daemon. Every flag can also come from the environment variable named
 /// in its help, so systemd units and the launcher configure it the same way.
@@ -103,6 +106,10 @@ struct StationRunner {
     is_default: bool,
     /// While failing: do nothing before this instant.
     backoff_until: Option<Instant>,
+    /// `composer_bars_total{station}`, resolved once (a label lookup takes a lock).
+    bars: auralis_ops::prometheus::IntCounter,
+    /// Value of `bars` at the start of the current rate window.
+    bars_at_window: u64,
 }
 
 impl StationRunner {
@@ -151,6 +158,8 @@ impl StationRunner {
             demand: (slot.last_demand_ns, Instant::now()),
             is_default,
             backoff_until: None,
+            bars: metrics().bars.with_label_values(&[slot.name_str()]),
+            bars_at_window: 0,
         })
     }
 
@@ -177,6 +186,7 @@ impl StationRunner {
         while self.pending.is_empty() && self.composer.composed_until_frame() < target {
             bar.clear();
             self.composer.next_bar(&mut bar);
+            self.bars.inc();
             self.pending.extend(bar.iter().copied());
             self.pending_progress = Some((
                 self.composer.next_bar_index(),
@@ -226,6 +236,7 @@ pub fn run_daemon(args: DaemonArgs, shutdown: Arc<AtomicBool>) -> anyhow::Result
         capacity = control.capacity(),
         "control block ready"
     );
+    let mut notifier = auralis_ops::Notifier::from_env();
 
     let mut defaults = HashSet::new();
     for name in &args.stations {
@@ -246,10 +257,21 @@ pub fn run_daemon(args: DaemonArgs, shutdown: Arc<AtomicBool>) -> anyhow::Result
     let idle = Duration::from_secs(args.idle_secs);
     let mut runners: HashMap<u32, StationRunner> = HashMap::new();
     let mut retry_at: HashMap<u32, Instant> = HashMap::new();
+    let mut window_start = Instant::now();
+    notifier.ready(&format!(
+        "control block ready in namespace {}; composing {}",
+        ns.as_str(),
+        args.stations.join(", ")
+    ));
 
     while !shutdown.load(Ordering::Relaxed) {
         control.heartbeat();
+        notifier.watchdog();
         let now = Instant::now();
+        if now.duration_since(window_start) >= RATE_WINDOW {
+            report_rates(&mut runners, now.duration_since(window_start), &notifier);
+            window_start = now;
+        }
         let slots = control.stations();
 
         // Stations that went away (or whose slot now holds another station): stop and unlink.
@@ -259,6 +281,7 @@ pub fn run_daemon(args: DaemonArgs, shutdown: Arc<AtomicBool>) -> anyhow::Result
                 .any(|s| s.index == *index && s.name_str() == r.name);
             if !alive {
                 info!(station = %r.name, "station removed");
+                forget_metrics(&r.name);
                 if let Err(e) = r.producer.unlink() {
                     warn!(station = %r.name, error = %e, "unlinking event queue");
                 }
@@ -301,6 +324,7 @@ pub fn run_daemon(args: DaemonArgs, shutdown: Arc<AtomicBool>) -> anyhow::Result
                 if let Err(e) = r.producer.unlink() {
                     warn!(station = %r.name, error = %e, "unlinking event queue");
                 }
+                forget_metrics(&r.name);
                 runners.remove(&index);
                 continue;
             }
@@ -320,6 +344,7 @@ pub fn run_daemon(args: DaemonArgs, shutdown: Arc<AtomicBool>) -> anyhow::Result
     }
 
     info!("composer stopping");
+    notifier.stopping("composer stopping");
     if args.unlink_on_exit {
         for r in runners.values() {
             if let Err(e) = r.producer.unlink() {
@@ -334,6 +359,34 @@ pub fn run_daemon(args: DaemonArgs, shutdown: Arc<AtomicBool>) -> anyhow::Result
         info!(namespace = ns.as_str(), "segments unlinked");
     }
     Ok(())
+}
+
+/// Sets `phrase_generation_rate_hz` from the bars composed in the window that just ended, and
+/// the status line `systemctl status` shows.
+fn report_rates(
+    runners: &mut HashMap<u32, StationRunner>,
+    window: Duration,
+    notifier: &auralis_ops::Notifier,
+) {
+    let m = metrics();
+    m.stations.set(runners.len() as i64);
+    let mut status = Vec::with_capacity(runners.len());
+    for r in runners.values_mut() {
+        let bars = r.bars.get();
+        let hz = (bars - r.bars_at_window) as f64 / window.as_secs_f64();
+        r.bars_at_window = bars;
+        m.rate.with_label_values(&[r.name.as_str()]).set(hz);
+        status.push(format!("{} {hz:.2} bars/s", r.name));
+    }
+    status.sort();
+    notifier.status(&format!("composing: {}", status.join(", ")));
+}
+
+/// Drops a removed station's series, so label values do not pile up.
+fn forget_metrics(station: &str) {
+    let m = metrics();
+    let _ = m.bars.remove_label_values(&[station]);
+    let _ = m.rate.remove_label_values(&[station]);
 }
 
 #[cfg(test)]
@@ -477,6 +530,11 @@ mod tests {
             ns.existing_segments().is_empty(),
             "{:?}",
             ns.existing_segments()
+        );
+        let text = crate::metrics::render();
+        assert!(
+            text.contains("composer_bars_total{station=\"focus\"}"),
+            "{text}"
         );
     }
 }

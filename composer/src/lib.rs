@@ -16,6 +16,8 @@ pub mod harmony;
 pub mod instruments;
 /// Constraint-based melody in phrases.
 pub mod melody;
+/// `/metrics`: bars composed, phrase rate, process metrics.
+pub mod metrics;
 /// Standard MIDI File export.
 pub mod midi;
 /// Validated parameters, their wire form and partial updates.

@@ -1,38 +1,55 @@
 //! The `composer` binary: argument parsing, logging and signals around the library.
 #![forbid(unsafe_code)]
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use auralis_ops::CommonArgs;
 use clap::{Parser, Subcommand};
 use composer::DaemonArgs;
 use composer::dump::{DumpArgs, run_dump};
-use tracing_subscriber::EnvFilter;
+use composer::metrics::MetricsArgs;
 
 /// Generative ambient composer of Auralis.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
+    /// Configuration file and logging.
+    #[command(flatten)]
+    common: CommonArgs,
     #[command(subcommand)]
     command: Option<Command>,
     /// Daemon options when no subcommand is given.
     #[command(flatten)]
-    run: DaemonArgs,
+    run: RunArgs,
+}
+
+/// Options of the daemon.
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    daemon: DaemonArgs,
+    #[command(flatten)]
+    metrics: MetricsArgs,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the daemon: compose for the stations in shared memory (the default).
-    Run(DaemonArgs),
+    Run(RunArgs),
     /// Compose offline and print the events (or write a MIDI file).
     Dump(DumpArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_tracing();
+    // Flags > environment > the `[composer]` table of --config FILE > defaults.
+    let cli: Cli = auralis_ops::config::parse(|path| match path {
+        [] | ["run"] => Some("composer"),
+        _ => None,
+    });
+    cli.common.init_logging();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -55,22 +72,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Runs the daemon until SIGINT or SIGTERM.
-fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
+/// Runs the daemon (and its metrics endpoint) until SIGINT or SIGTERM.
+fn daemon(args: RunArgs) -> anyhow::Result<()> {
     let shutdown = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&shutdown))?;
     }
-    composer::run_daemon(args, shutdown)
-}
-
-/// Logs to stderr, filtered by `AURALIS_LOG_LEVEL` (an EnvFilter directive), default `info`.
-fn init_tracing() {
-    let filter =
-        EnvFilter::try_from_env("AURALIS_LOG_LEVEL").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    let _metrics = composer::metrics::start(&args.metrics);
+    composer::run_daemon(args.daemon, shutdown)
 }
