@@ -31,24 +31,50 @@ pub struct RenderArgs {
     /// Intensity (0-1), overriding the preset's.
     #[arg(long)]
     intensity: Option<f64>,
-    /// Length in seconds.
-    #[arg(long, default_value_t = 60.0)]
-    seconds: f64,
+    /// Length in seconds (default 60; with `--midi-in`, the file's length plus its tail).
+    #[arg(long)]
+    seconds: Option<f64>,
     /// Output WAV file (44.1 kHz, 16-bit, stereo).
     #[arg(long)]
     out: PathBuf,
     /// Also write what was composed as a Standard MIDI File.
     #[arg(long)]
     midi: Option<PathBuf>,
+    /// Play the notes on this SoundFont (SF2, through rustysynth) instead of the built-in
+    /// instruments; each part uses the General MIDI program composer names for it.
+    #[arg(long)]
+    soundfont: Option<PathBuf>,
+    /// Render this Standard MIDI File instead of composing (channels and programs map to parts;
+    /// the tempo map is honoured). `--seconds` then defaults to the file's length plus its tail.
+    #[arg(long)]
+    midi_in: Option<PathBuf>,
 }
 
-/// Composes and renders `args.seconds` of music to `args.out`.
+/// Seconds rendered after a MIDI file's last event, for release and reverb tails.
+const MIDI_TAIL_S: f64 = 3.0;
+
+/// The synthesizer for `args`: built-in instruments, or the SoundFont (loaded and checked first).
+fn synthesizer(
+    args: &RenderArgs,
+    station: shm_proto::StationParams,
+) -> anyhow::Result<StationRenderer> {
+    Ok(match &args.soundfont {
+        Some(path) => {
+            let bank = synthd::SoundFontBank::load(path)?;
+            StationRenderer::with_soundfont(station, &bank)
+        }
+        None => StationRenderer::new(station),
+    })
+}
+
+/// Composes (or reads `--midi-in`) and renders `args.seconds` of music to `args.out`.
 pub fn render(args: RenderArgs) -> anyhow::Result<()> {
-    if !(args.seconds > 0.0 && args.seconds <= 24.0 * 3600.0) {
-        bail!(
-            "--seconds must be between 0 and 86400, got {}",
-            args.seconds
-        );
+    if let Some(path) = args.midi_in.clone() {
+        return render_midi(&args, &path);
+    }
+    let seconds = args.seconds.unwrap_or(60.0);
+    if !(seconds > 0.0 && seconds <= 24.0 * 3600.0) {
+        bail!("--seconds must be between 0 and 86400, got {seconds}");
     }
     let preset = PresetId::from_name(&args.preset).with_context(|| {
         format!(
@@ -68,7 +94,7 @@ pub fn render(args: RenderArgs) -> anyhow::Result<()> {
         })
         .context("invalid parameters")?;
 
-    let total_frames = (args.seconds * f64::from(SAMPLE_RATE)).round() as u64;
+    let total_frames = (seconds * f64::from(SAMPLE_RATE)).round() as u64;
     let spec = hound::WavSpec {
         channels: 2,
         sample_rate: SAMPLE_RATE,
@@ -80,7 +106,7 @@ pub fn render(args: RenderArgs) -> anyhow::Result<()> {
 
     let started = Instant::now();
     let mut composer = Composer::new(args.seed, params);
-    let mut synth = StationRenderer::new(params.to_station());
+    let mut synth = synthesizer(&args, params.to_station())?;
     let mut bar = Vec::new();
     let mut pending: VecDeque<NoteEvent> = VecDeque::new();
     let mut composed: Vec<NoteEvent> = Vec::new();
@@ -113,9 +139,9 @@ pub fn render(args: RenderArgs) -> anyhow::Result<()> {
     let took = started.elapsed().as_secs_f64();
     tracing::info!(
         out = %args.out.display(),
-        seconds = args.seconds,
+        seconds,
         render_s = took,
-        times_real_time = args.seconds / took.max(1e-9),
+        times_real_time = seconds / took.max(1e-9),
         "rendered"
     );
 
@@ -123,5 +149,63 @@ pub fn render(args: RenderArgs) -> anyhow::Result<()> {
         composer::midi::write_smf_file(path, &composed, params.bpm)
             .with_context(|| format!("writing {}", path.display()))?;
     }
+    Ok(())
+}
+
+/// `--midi-in`: renders a Standard MIDI File through the engine.
+fn render_midi(args: &RenderArgs, path: &std::path::Path) -> anyhow::Result<()> {
+    let notes = synthd::midi_in::read_midi_file(path)?;
+    let preset = PresetId::from_name(&args.preset).with_context(|| {
+        format!(
+            "unknown preset {:?}; known: {}",
+            args.preset,
+            composer::presets::preset_names()
+        )
+    })?;
+    let params = Params::from_preset(preset, args.seed);
+    let mut synth = synthesizer(args, params.to_station())?;
+    let file_s = notes.end_frame as f64 / f64::from(SAMPLE_RATE) + MIDI_TAIL_S;
+    let seconds = args.seconds.unwrap_or(file_s);
+    if !(seconds > 0.0 && seconds <= 24.0 * 3600.0) {
+        bail!("--seconds must be between 0 and 86400, got {seconds}");
+    }
+    let total_frames = (seconds * f64::from(SAMPLE_RATE)).round() as u64;
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: SAMPLE_RATE,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut wav = hound::WavWriter::create(&args.out, spec)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let started = Instant::now();
+    let mut queued = notes.events.iter().peekable();
+    let mut chunk = [0i16; CHUNK_SAMPLES];
+    let mut written = 0u64;
+    while written < total_frames {
+        let chunk_end = synth.clock() + CHUNK_FRAMES as u64;
+        while let Some(ev) = queued.next_if(|e| e.at_frame < chunk_end) {
+            if !synth.push_event(ev) {
+                tracing::warn!("synth event queue full; note dropped");
+            }
+        }
+        synth.render_chunk(&mut chunk);
+        let frames = (total_frames - written).min(CHUNK_FRAMES as u64) as usize;
+        for &s in &chunk[..frames * 2] {
+            wav.write_sample(s).context("writing WAV")?;
+        }
+        written += frames as u64;
+    }
+    wav.finalize().context("finishing WAV")?;
+    let took = started.elapsed().as_secs_f64();
+    tracing::info!(
+        midi_in = %path.display(),
+        notes = notes.events.len(),
+        out = %args.out.display(),
+        seconds,
+        render_s = took,
+        times_real_time = seconds / took.max(1e-9),
+        "rendered"
+    );
     Ok(())
 }

@@ -24,7 +24,9 @@ use shm_proto::{
 };
 use tracing::{debug, info, warn};
 
+use crate::device::DeviceRequest;
 use crate::renderer::StationRenderer;
+use crate::soundfont::SoundFontBank;
 use crate::stats::RenderStats;
 
 /// Command-line / environment settings of the daemon.
@@ -45,6 +47,15 @@ pub struct DaemonArgs {
     /// Unlink the audio rings this process owns when it exits.
     #[arg(long, env = "AURALIS_SYNTHD_UNLINK_ON_EXIT", default_value_t = false)]
     pub unlink_on_exit: bool,
+    /// Play every station on this SoundFont (SF2, through rustysynth) instead of the built-in
+    /// instruments. Loaded and checked at start-up: a bad file stops the daemon with its path and
+    /// the reason, never a station later.
+    #[arg(long, env = "AURALIS_SYNTHD_SOUNDFONT")]
+    pub soundfont: Option<std::path::PathBuf>,
+    /// Synthesis device: `auto` (CUDA when built with `--features torch` and a GPU is found,
+    /// else native), `cuda`, `cpu` (native) or `torch-cpu` (parity tests). See `device.rs`.
+    #[arg(long, env = "AURALIS_DEVICE", value_enum, default_value_t = DeviceRequest::Auto)]
+    pub device: DeviceRequest,
 }
 
 impl Default for DaemonArgs {
@@ -55,6 +66,8 @@ impl Default for DaemonArgs {
             stall_ms: 2000,
             namespace: None,
             unlink_on_exit: false,
+            soundfont: None,
+            device: DeviceRequest::Auto,
         }
     }
 }
@@ -123,10 +136,18 @@ struct Station {
 }
 
 impl Station {
-    fn open(ns: &Namespace, slot: &StationSlot, slots: u32) -> Result<Station, ShmError> {
+    fn open(
+        ns: &Namespace,
+        slot: &StationSlot,
+        slots: u32,
+        soundfont: Option<&SoundFontBank>,
+    ) -> Result<Station, ShmError> {
         let consumer = EventConsumer::attach(ns, slot.index)?;
         let writer = AudioWriter::create_or_adopt(ns, slot.index, slots)?;
-        let mut renderer = StationRenderer::new(slot.params);
+        let mut renderer = match soundfont {
+            Some(bank) => StationRenderer::with_soundfont(slot.params, bank),
+            None => StationRenderer::new(slot.params),
+        };
         let next_seq = writer.next_seq();
         renderer.set_clock(next_seq * CHUNK_FRAMES as u64);
         let now = Instant::now();
@@ -148,7 +169,7 @@ impl Station {
             last_note_end: 0,
             sustain_next: 0,
             last_reattach: now,
-            stats: Arc::new(RenderStats::default()),
+            stats: crate::metrics::station_stats(slot.name_str()),
             chunk: Box::new([0; CHUNK_SAMPLES]),
         })
     }
@@ -272,10 +293,23 @@ pub fn run_daemon(args: DaemonArgs, shutdown: Arc<AtomicBool>) -> anyhow::Result
         slots = args.slots,
         "synthd starting"
     );
+    // Held to the end: the torch engine keeps its device memory reserved.
+    let device = crate::device::start(args.device);
+    let soundfont = match &args.soundfont {
+        Some(path) => {
+            let bank = SoundFontBank::load(path)?;
+            info!(soundfont = %path.display(), "stations play on the SoundFont");
+            Some(bank)
+        }
+        None => None,
+    };
     let Some(control) = attach_control(&ns, &shutdown) else {
         return Ok(());
     };
     info!("attached to the control block");
+    // systemd: READY=1 once rendering, WATCHDOG=1 from this loop, STOPPING=1 on the way out.
+    let mut notifier = auralis_ops::Notifier::from_env();
+    let mut ready = false;
     let mut stations: Vec<Station> = Vec::new();
     let mut failed: Vec<(u32, Instant)> = Vec::new();
     let mut last_poll = Instant::now() - CONTROL_POLL;
@@ -284,8 +318,23 @@ pub fn run_daemon(args: DaemonArgs, shutdown: Arc<AtomicBool>) -> anyhow::Result
         let now = Instant::now();
         if now.duration_since(last_poll) >= CONTROL_POLL {
             last_poll = now;
-            sync_stations(&control, &ns, &args, &mut stations, &mut failed);
+            sync_stations(
+                &control,
+                &ns,
+                &args,
+                soundfont.as_ref(),
+                &mut stations,
+                &mut failed,
+            );
         }
+        if !ready {
+            ready = true;
+            notifier.ready(&format!(
+                "rendering {} stations on {device}",
+                stations.len()
+            ));
+        }
+        notifier.watchdog();
         for st in &mut stations {
             st.sustain_if_needed(&ns, stall);
             let mut due = st.due(st.writer.next_seq(), lead);
@@ -301,6 +350,8 @@ pub fn run_daemon(args: DaemonArgs, shutdown: Arc<AtomicBool>) -> anyhow::Result
                 st.render_one();
                 due = st.due(st.writer.next_seq(), lead);
             }
+            st.stats
+                .set_ahead((due + lead).saturating_duration_since(Instant::now()));
             if st.last_beat.elapsed() > Duration::from_millis(500) {
                 st.writer.heartbeat();
                 st.last_beat = Instant::now();
@@ -336,6 +387,7 @@ pub fn run_daemon(args: DaemonArgs, shutdown: Arc<AtomicBool>) -> anyhow::Result
         }
     }
     info!(stations = stations.len(), "synthd stopping");
+    notifier.stopping("synthd stopping");
     if args.unlink_on_exit {
         for st in &stations {
             if let Err(e) = st.writer.unlink() {
@@ -370,6 +422,7 @@ fn sync_stations(
     control: &ControlBlock,
     ns: &Namespace,
     args: &DaemonArgs,
+    soundfont: Option<&SoundFontBank>,
     stations: &mut Vec<Station>,
     failed: &mut Vec<(u32, Instant)>,
 ) {
@@ -400,7 +453,7 @@ fn sync_stations(
         if failed.iter().any(|(i, _)| *i == slot.index) {
             continue;
         }
-        match Station::open(ns, slot, args.slots) {
+        match Station::open(ns, slot, args.slots, soundfont) {
             Ok(st) => {
                 info!(station = %st.name, index = st.index, seq = st.base_seq, "rendering station");
                 stations.push(st);

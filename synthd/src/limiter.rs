@@ -9,6 +9,8 @@
 
 use shm_proto::SAMPLE_RATE;
 
+/// Most frames one [`Limiter::process`] call may take.
+pub const MAX_BLOCK: usize = 64;
 /// Look-ahead window in frames (1.45 ms).
 pub const LOOKAHEAD: usize = 64;
 
@@ -17,10 +19,10 @@ pub const LOOKAHEAD: usize = 64;
 pub struct Limiter {
     /// Output ceiling (linear).
     ceiling: f32,
-    /// Delay of `LOOKAHEAD - 1` frames for the signal.
-    delay: Box<[[f32; 2]]>,
-    /// Position in `delay`.
-    delay_pos: usize,
+    /// Delay of `LOOKAHEAD - 1` frames for the signal, per channel, with room for 32 blocks.
+    delay: [Box<[f32]>; 2],
+    /// End of the held frames in `delay` (where the next block is appended).
+    write: usize,
     /// Deque of candidate minima: values.
     dq_val: Box<[f32]>,
     /// Deque of candidate minima: frame numbers.
@@ -41,6 +43,9 @@ pub struct Limiter {
     gain: f32,
     /// Release coefficient per frame.
     release: f32,
+    /// Consecutive frames that needed no limiting (saturating): the limiter is idle once this
+    /// covers the window twice and the gain is back at exactly 1.
+    quiet: u32,
 }
 
 impl Limiter {
@@ -48,8 +53,8 @@ impl Limiter {
     pub fn new(ceiling_db: f32, release_s: f32) -> Self {
         Limiter {
             ceiling: 10f32.powf(ceiling_db / 20.0),
-            delay: vec![[0.0; 2]; LOOKAHEAD - 1].into_boxed_slice(),
-            delay_pos: 0,
+            delay: [0, 1].map(|_| vec![0.0; LOOKAHEAD - 1 + 32 * MAX_BLOCK].into_boxed_slice()),
+            write: LOOKAHEAD - 1,
             dq_val: vec![1.0; LOOKAHEAD].into_boxed_slice(),
             dq_time: vec![0; LOOKAHEAD].into_boxed_slice(),
             dq_head: 0,
@@ -60,6 +65,54 @@ impl Limiter {
             avg_sum: LOOKAHEAD as f64,
             gain: 1.0,
             release: 1.0 - (-1.0 / (release_s * SAMPLE_RATE as f32)).exp(),
+            quiet: 2 * LOOKAHEAD as u32,
+        }
+    }
+
+    /// True when the state is the canonical idle one: nothing in the window needs limiting, the
+    /// moving average is exactly 1 and so is the gain. A frame that needs no limiting then leaves
+    /// the output equal to the delayed input and the state idle.
+    fn idle(&self) -> bool {
+        self.gain == 1.0 && self.quiet >= 2 * LOOKAHEAD as u32
+    }
+
+    /// Limits a block in place (stereo-linked). When the limiter is idle and no frame of the
+    /// block exceeds the ceiling — nearly always, the master gain is calibrated for that — the
+    /// block only passes through the delay: one branch per block instead of the per-frame
+    /// deque work, with bit-identical results, so block boundaries still cannot change the output.
+    pub fn process(&mut self, l: &mut [f32], r: &mut [f32]) {
+        const D: usize = LOOKAHEAD - 1;
+        let n = l.len();
+        debug_assert!(n <= MAX_BLOCK && r.len() == n);
+        // The delay is a long linear buffer: the D held frames end at `write`, the block is
+        // appended there, frame i leaves as `delay[write - D + i]`. When the buffer is full the
+        // last D frames move to the front (once every few dozen blocks, not every block).
+        if self.write + n > self.delay[0].len() {
+            for ch in &mut self.delay {
+                ch.copy_within(self.write - D..self.write, 0);
+            }
+            self.write = D;
+        }
+        let (w, o) = (self.write, self.write - D);
+        self.delay[0][w..w + n].copy_from_slice(l);
+        self.delay[1][w..w + n].copy_from_slice(r);
+        self.write += n;
+        if self.idle() && block_peak(l, r) <= self.ceiling {
+            l.copy_from_slice(&self.delay[0][o..o + n]);
+            r.copy_from_slice(&self.delay[1][o..o + n]);
+            // The state a frame-by-frame pass would leave: one candidate (1 at the last frame).
+            self.t += n as u64;
+            self.dq_head = 0;
+            self.dq_len = 1;
+            self.dq_val[0] = 1.0;
+            self.dq_time[0] = self.t - 1;
+            self.quiet = self.quiet.saturating_add(n as u32);
+        } else {
+            for i in 0..n {
+                let g = self.next_gain(self.delay[0][w + i], self.delay[1][w + i]);
+                l[i] = self.delay[0][o + i] * g;
+                r[i] = self.delay[1][o + i] * g;
+            }
         }
     }
 
@@ -69,12 +122,22 @@ impl Limiter {
     }
 
     /// One stereo frame in, one (delayed by `LOOKAHEAD - 1`) frame out.
-    #[inline]
     pub fn tick(&mut self, l: f32, r: f32) -> (f32, f32) {
+        let (mut l, mut r) = ([l], [r]);
+        self.process(&mut l, &mut r);
+        (l[0], r[0])
+    }
+
+    /// Advances the gain computer by the input frame `(l, r)`; returns the gain for the frame
+    /// leaving the delay now.
+    #[inline]
+    fn next_gain(&mut self, l: f32, r: f32) -> f32 {
         let peak = l.abs().max(r.abs());
         let need = if peak > self.ceiling {
+            self.quiet = 0;
             self.ceiling / peak
         } else {
+            self.quiet = self.quiet.saturating_add(1);
             1.0
         };
         // Sliding minimum: drop candidates that can no longer be the minimum, then expired ones.
@@ -102,6 +165,11 @@ impl Limiter {
         self.avg_pos = (self.avg_pos + 1) % LOOKAHEAD;
         // A hair under the exact average so f64 -> f32 rounding can never lift it above the held
         // minimum it is bounded by; exactly 1 when nothing in the window needs limiting.
+        if self.quiet >= 2 * LOOKAHEAD as u32 {
+            // Every held gain in the buffer is exactly 1: drop any rounding drift of the sum, so
+            // the idle state is canonical (see `idle`).
+            self.avg_sum = LOOKAHEAD as f64;
+        }
         let avg = self.avg_sum / LOOKAHEAD as f64;
         let smooth = if avg > 1.0 - 1e-9 {
             1.0
@@ -114,12 +182,27 @@ impl Limiter {
         } else {
             self.gain + (smooth - self.gain) * self.release
         };
-        // Delay the signal.
-        let [dl, dr] = self.delay[self.delay_pos];
-        self.delay[self.delay_pos] = [l, r];
-        self.delay_pos = (self.delay_pos + 1) % (LOOKAHEAD - 1);
-        (dl * self.gain, dr * self.gain)
+        self.gain
     }
+}
+
+/// Largest magnitude in `l` and `r`: eight running maxima (element-wise, so it vectorises; a
+/// single running `max` is a serial reduction the compiler may not reorder).
+fn block_peak(l: &[f32], r: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    for x in [l, r] {
+        let chunks = x.chunks_exact(8);
+        let rest = chunks.remainder();
+        for c in chunks {
+            for k in 0..8 {
+                acc[k] = acc[k].max(c[k].abs());
+            }
+        }
+        for (k, v) in rest.iter().enumerate() {
+            acc[k] = acc[k].max(v.abs());
+        }
+    }
+    acc.iter().fold(0.0f32, |m, &v| m.max(v))
 }
 
 #[cfg(test)]
@@ -139,6 +222,24 @@ mod tests {
             max_out = max_out.max(l.abs()).max(r.abs());
         }
         assert!(max_out <= ceiling * 1.0001, "{max_out} > {ceiling}");
+    }
+
+    #[test]
+    fn blocks_match_frames() {
+        let input: Vec<f32> = (0..50_000u32)
+            .map(|i| if (i / 3000) % 4 == 1 { 3.0 } else { 0.4 } * ((i as f32) * 0.03).sin())
+            .collect();
+        let mut a = Limiter::new(-1.5, 0.2);
+        let want: Vec<f32> = input.iter().map(|&x| a.tick(x, -x).0).collect();
+        let mut b = Limiter::new(-1.5, 0.2);
+        let mut got = Vec::new();
+        for chunk in input.chunks(61) {
+            let mut l = chunk.to_vec();
+            let mut r: Vec<f32> = chunk.iter().map(|x| -x).collect();
+            b.process(&mut l, &mut r);
+            got.extend(l);
+        }
+        assert!(got == want);
     }
 
     #[test]

@@ -1,30 +1,31 @@
 //! synthd: renders every station's notes into its audio ring. Thin: arguments, logging, signals,
-//! then [`synthd::run_daemon`].
+//! the metrics endpoint, then [`synthd::run_daemon`].
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use auralis_ops::CommonArgs;
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 /// Command line.
 #[derive(Parser, Debug)]
 #[command(name = "synthd", version, about = "Auralis render daemon")]
 struct Cli {
+    /// Configuration file and logging.
+    #[command(flatten)]
+    common: CommonArgs,
     #[command(flatten)]
     daemon: synthd::DaemonArgs,
+    #[command(flatten)]
+    metrics: synthd::metrics::MetricsArgs,
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let filter = std::env::var("AURALIS_LOG_LEVEL")
-        .ok()
-        .and_then(|v| EnvFilter::try_new(v).ok())
-        .or_else(|| EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    // Flags > environment > the `[synthd]` table of --config FILE > defaults.
+    let cli: Cli = auralis_ops::config::parse(|_| Some("synthd"));
+    cli.common.init_logging();
     let shutdown = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&shutdown)) {
@@ -32,6 +33,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    let _metrics = synthd::metrics::start(&cli.metrics);
     match synthd::run_daemon(cli.daemon, shutdown) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,13 +1,18 @@
-//! Oscillator building blocks: band-limited wavetables, a sine table, phase accumulators and a
-//! noise source.
+//! Oscillator building blocks: band-limited wavetables, a sine table, a four-lane polynomial sine,
+//! phase accumulators and a noise source.
 //!
-//! Why wavetables rather than PolyBLEP: a mip-mapped table per octave holds only the harmonics that
-//! fit below 20 kHz for the highest note it serves, so it cannot alias at all, and the inner loop is
-//! an integer phase add, two loads and a lerp, with no branches — it vectorises and costs the same
-//! for every waveform. The tables are built once per process (a few ms) and shared read-only by
+//! Two ways to a band-limited oscillator, chosen per use. Mip-mapped tables (one per octave,
+//! holding only the harmonics that fit below 19 kHz for the highest note they serve) cannot alias
+//! at all and cost two loads and a lerp; they serve the scalar paths (the bell, the shimmer, the
+//! electric piano, LFOs). But a table read is a gather, which SSE2 lacks, so the hot paths that
+//! run four frames or four voices per vector compute instead: [`sin_unit`] (a folded degree-9
+//! polynomial, -108 dB error) for the piano and the bass, and DPW saws for the pads
+//! (`crate::pad_bank`). The tables are built once per process (a few ms) and shared read-only by
 //! every station.
 
 use std::sync::OnceLock;
+
+use wide::{f32x4, i32x4};
 
 /// Samples per table cycle. 2,048 holds the 475 harmonics of the lowest table with room to spare,
 /// and linear interpolation error on the sine table stays below -110 dB.
@@ -148,6 +153,36 @@ pub fn phase_inc(hz: f32) -> u32 {
 #[inline(always)]
 pub fn cycles_to_phase(x: f32) -> u32 {
     ((x * 16_777_216.0) as i32 as u32) << 8
+}
+
+/// The phase read as signed, folded to a quarter wave: `b` in `-0.25..=0.25` cycles with
+/// `sin(2 pi phase) = sin(2 pi b)` (and a sine-phase triangle is `4 b`). Four lanes.
+#[inline(always)]
+pub fn quarter_fold(phase: i32x4) -> f32x4 {
+    // The phase read as signed is u in -0.5..0.5 cycles, the same angle as the unsigned phase.
+    let u = (phase >> 8u32).round_float() * f32x4::splat(1.0 / 16_777_216.0);
+    let a = u.abs();
+    a.min(f32x4::splat(0.5) - a) | (u & f32x4::splat(-0.0))
+}
+
+/// Four consecutive frames' phases from `phase` stepping by `inc` (wrapping), as lanes.
+#[inline(always)]
+pub fn phase_lanes(phase: u32, inc: u32) -> i32x4 {
+    let at = |k: u32| phase.wrapping_add(inc.wrapping_mul(k)) as i32;
+    i32x4::new([at(0), at(1), at(2), at(3)])
+}
+
+/// `sin(2 pi t)` for 32-bit phases (a full cycle is 2^32) on four lanes: folded to a quarter
+/// wave and a degree-9 polynomial (error under 4e-6, -108 dB). Table lookups would need gathers.
+#[inline(always)]
+pub fn sin_unit(phase: i32x4) -> f32x4 {
+    let b = quarter_fold(phase);
+    let b2 = b * b;
+    // Taylor coefficients of sin(2 pi b).
+    const C: [f32; 5] = [6.283_185_5, -41.341_7, 81.605_25, -76.705_86, 42.058_69];
+    b * (f32x4::splat(C[0])
+        + b2 * (f32x4::splat(C[1])
+            + b2 * (f32x4::splat(C[2]) + b2 * (f32x4::splat(C[3]) + b2 * f32x4::splat(C[4])))))
 }
 
 /// Frequency of MIDI note `pitch` (A4 = 69 = 440 Hz).

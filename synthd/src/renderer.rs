@@ -12,8 +12,10 @@ use shm_proto::{CHUNK_SAMPLES, NoteEvent, Part, SAMPLE_RATE, StationParams};
 use crate::instruments::Instrument;
 use crate::master::Master;
 use crate::osc::Tables;
+use crate::pad_bank::PadBank;
 use crate::pending::PendingQueue;
 use crate::pool::VoicePool;
+use crate::soundfont::{SoundFontBank, SoundFontVoices};
 use crate::voice::{BLOCK, Ctx, Scratch};
 
 /// Capacity of the pending-event queue.
@@ -36,6 +38,8 @@ pub struct StationRenderer {
     bus_l: [f32; BLOCK],
     /// Dry bus, one segment.
     bus_r: [f32; BLOCK],
+    /// The pad voices of the segment, rendered together.
+    pads: PadBank,
     /// Reverb, limiter, gain.
     master: Master,
     /// Events waiting for their frame.
@@ -52,6 +56,9 @@ pub struct StationRenderer {
     chunk: Box<[f32]>,
     /// Events dropped for being more than a second late, or for an unknown part.
     dropped: u64,
+    /// SoundFont instruments replacing the built-in ones (`--soundfont`); they bring their own
+    /// reverb and chorus, so the master then only limits.
+    sf2: Option<Box<SoundFontVoices>>,
 }
 
 impl StationRenderer {
@@ -65,6 +72,7 @@ impl StationRenderer {
             scratch: Scratch::new(),
             bus_l: [0.0; BLOCK],
             bus_r: [0.0; BLOCK],
+            pads: PadBank::new(),
             master: Master::new(),
             pending: PendingQueue::new(PENDING_CAPACITY),
             clock: 0,
@@ -73,7 +81,21 @@ impl StationRenderer {
             brightness: b,
             chunk: vec![0.0; CHUNK_SAMPLES].into_boxed_slice(),
             dropped: 0,
+            sf2: None,
         }
+    }
+
+    /// A station whose notes play on the SoundFont `bank` (through rustysynth) instead of the
+    /// built-in instruments.
+    pub fn with_soundfont(params: StationParams, bank: &SoundFontBank) -> Self {
+        let mut r = StationRenderer::new(params);
+        r.sf2 = Some(Box::new(SoundFontVoices::new(bank)));
+        r
+    }
+
+    /// True when a SoundFont plays the notes.
+    pub fn uses_soundfont(&self) -> bool {
+        self.sf2.is_some()
     }
 
     /// Queues a note for its start frame. `false` when the pending queue is full (try again after
@@ -161,6 +183,9 @@ impl StationRenderer {
         let frames = out.len() / 2;
         let mut done = 0;
         while done < frames {
+            if let Some(sf2) = &mut self.sf2 {
+                sf2.release_due(self.clock);
+            }
             self.start_due_events();
             let into_block = (self.clock % BLOCK as u64) as usize;
             let at_grid = into_block == 0;
@@ -173,7 +198,11 @@ impl StationRenderer {
                 // Events at or before the clock were started above, so this is > clock.
                 n = n.min((ev.at_frame - self.clock).min(BLOCK as u64) as usize);
             }
-            self.render_segment(at_grid, n);
+            if let Some(off) = self.sf2.as_ref().and_then(|s| s.next_off()) {
+                // Note-offs still pending are after the clock (due ones were sent above).
+                n = n.min((off - self.clock).min(BLOCK as u64) as usize);
+            }
+            self.render_segment(into_block, n);
             for (i, frame) in out[2 * done..2 * (done + n)]
                 .chunks_exact_mut(2)
                 .enumerate()
@@ -209,6 +238,10 @@ impl StationRenderer {
             }
             let mut ev = ev;
             ev.duration_frames = ev.duration_frames.saturating_sub(late as u32).max(1);
+            if let Some(sf2) = &mut self.sf2 {
+                sf2.note_on(&ev, self.clock);
+                continue;
+            }
             self.pool
                 .allocate()
                 .start(instrument, &ev, self.clock, &ctx);
@@ -216,17 +249,34 @@ impl StationRenderer {
     }
 
     /// Renders `n` frames (at most one control block) into the bus and through the master.
-    fn render_segment(&mut self, at_grid: bool, n: usize) {
+    fn render_segment(&mut self, f0: usize, n: usize) {
         let ctx = Ctx {
             tables: self.tables,
             brightness: self.brightness,
         };
         let (l, r) = (&mut self.bus_l[..n], &mut self.bus_r[..n]);
+        if let Some(sf2) = &mut self.sf2 {
+            sf2.render(l, r);
+            self.master.process_limit_only(l, r);
+            return;
+        }
         l.fill(0.0);
         r.fill(0.0);
-        for v in self.pool.all_mut().iter_mut().filter(|v| v.is_active()) {
-            v.render(&ctx, at_grid, &mut self.scratch, l, r);
+        self.pads.clear();
+        let voices = self.pool.all_mut();
+        for (slot, v) in voices.iter_mut().enumerate() {
+            if !v.is_active() {
+                continue;
+            }
+            if PadBank::takes(v.instrument) {
+                if v.begin(&ctx, f0) {
+                    self.pads.push(slot, v.instrument);
+                }
+            } else {
+                v.render(&ctx, f0, &mut self.scratch, l, r);
+            }
         }
+        self.pads.render(voices, f0, l, r);
         self.master.process(l, r);
     }
 }
@@ -240,11 +290,19 @@ fn brightness_of(p: &StationParams) -> f32 {
     }
 }
 
-/// Rounds a limited sample to s16 (saturating; the limiter keeps it under -1.5 dBFS anyway).
+/// Rounds a limited sample to s16: nearest, ties to even (saturating; the limiter keeps it under
+/// -1.5 dBFS anyway; NaN gives 0).
+///
+/// Branch- and conversion-free so the chunk loop vectorises: adding 1.5 * 2^23 to a value in
+/// s16 range leaves its rounded integer in the low mantissa bits (a float-to-int `as` would need
+/// per-sample saturation fix-ups the compiler cannot vectorise).
 #[inline(always)]
 fn to_i16(x: f32) -> i16 {
-    let v = x * 32_767.0;
-    (v + 0.5f32.copysign(v)) as i16
+    const MAGIC: f32 = 12_582_912.0;
+    #[allow(clippy::eq_op)] // `x == x` is false only for NaN.
+    let x = if x == x { x } else { 0.0 };
+    let v = (x * 32_767.0).clamp(-32_768.0, 32_767.0);
+    ((v + MAGIC).to_bits() as i32 - MAGIC.to_bits() as i32) as i16
 }
 
 #[cfg(test)]
@@ -258,7 +316,8 @@ mod tests {
         assert_eq!(to_i16(-1.0), -32_767);
         assert_eq!(to_i16(2.0), 32_767);
         assert_eq!(to_i16(-2.0), -32_768);
-        assert_eq!(to_i16(0.5 / 32_767.0), 1);
+        assert_eq!(to_i16(1.5 / 32_767.0), 2);
+        assert_eq!(to_i16(-1.5 / 32_767.0), -2);
         assert_eq!(to_i16(f32::NAN), 0);
     }
 }

@@ -101,3 +101,23 @@ fn renders_a_station_into_its_ring_in_real_time() {
     drop(control);
     let _ = ns.remove_all();
 }
+
+#[test]
+fn a_bad_soundfont_stops_the_daemon_at_start_with_its_path() {
+    let dir = std::env::temp_dir().join(format!("synthd_sf2_test_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let not_sf2 = dir.join("not-a-soundfont.sf2");
+    std::fs::write(&not_sf2, b"RIFF\x04\x00\x00\x00junk").unwrap();
+    for path in [dir.join("missing.sf2"), not_sf2] {
+        let args = DaemonArgs {
+            namespace: Some(format!("synthd_sf2_{}", std::process::id())),
+            soundfont: Some(path.clone()),
+            ..DaemonArgs::default()
+        };
+        // It fails before waiting for composer's control block (which never comes here).
+        let err = run_daemon(args, Arc::new(AtomicBool::new(false))).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains(&path.display().to_string()), "{msg}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -53,3 +53,30 @@ fn render_chunk_and_push_event_never_allocate() {
     assert!(r.steals() > 0);
     assert_eq!(violation_count(), 0, "the render path allocated");
 }
+
+#[test]
+fn the_soundfont_path_never_allocates_while_rendering() {
+    // Debian's fluid-soundfont-gm; without it there is nothing to test here.
+    let path = std::path::Path::new("/usr/share/sounds/sf2/FluidR3_GM.sf2");
+    if !path.exists() {
+        eprintln!("skipped: {} is missing", path.display());
+        return;
+    }
+    let bank = synthd::SoundFontBank::load(path).unwrap();
+    let events = focus_phrase(0, 8, Extras::default());
+    let mut r = StationRenderer::with_soundfont(params(0.5), &bank);
+    let mut chunk = [0i16; CHUNK_SAMPLES];
+    reset_violation_count();
+    let mut queued = events.iter().peekable();
+    for c in 0..120u64 {
+        let end = (c + 1) * CHUNK_FRAMES as u64;
+        assert_no_alloc(|| {
+            while let Some(e) = queued.next_if(|e| e.at_frame < end) {
+                assert!(r.push_event(e));
+            }
+            r.render_chunk(&mut chunk);
+        });
+    }
+    assert!(chunk.iter().any(|&s| s != 0), "the SoundFont sounds");
+    assert_eq!(violation_count(), 0, "the SoundFont render path allocated");
+}

@@ -1,13 +1,15 @@
-//! Round bass: a sine with a little band-limited triangle for body, softly saturated (more with
-//! velocity and brightness) and smoothed by a one-pole low-pass. Only low odd harmonics result, far
-//! below Nyquist at bass pitches.
+//! Round bass: a sine with a little triangle for body, softly saturated (more with velocity and
+//! brightness) and smoothed by a one-pole low-pass. Only low odd harmonics result, far below
+//! Nyquist at bass pitches (the triangle's 1/h^2 harmonics alias at under -90 dB there).
 
 use shm_proto::NoteEvent;
 
 use crate::envelope::AdsrShape;
 use crate::filter::one_pole_coef;
-use crate::osc::{Wave, lookup, phase_inc};
-use crate::voice::{Ctx, Voice};
+use wide::{f32x4, i32x4};
+
+use crate::osc::{phase_inc, phase_lanes, quarter_fold, sin_unit};
+use crate::voice::{BLOCK, Ctx, Voice};
 
 /// Rational tanh approximation, exact slope 1 at 0, saturating near |x| = 3 (input clamped).
 #[inline(always)]
@@ -19,30 +21,64 @@ pub fn soft_clip(x: f32) -> f32 {
 /// amp[0]: drive; amp[1]: output normalisation.
 pub fn start(v: &mut Voice, _ev: &NoteEvent, ctx: &Ctx) -> (AdsrShape, f32, f32) {
     v.inc[0] = phase_inc(v.hz);
-    v.table[0] = ctx.tables.wave(Wave::Triangle, v.hz);
     let drive = 1.0 + 1.2 * v.velocity * (0.5 + ctx.brightness);
     v.amp[0] = drive;
     v.amp[1] = 1.0 / soft_clip(drive * 1.2);
     v.one_pole_coef = one_pole_coef((v.hz * 6.0 + 250.0).min(4_000.0));
-    (Voice::shape(0.012, 5.0, 0.65, 0.9), 0.32, 0.5)
+    (Voice::shape(0.012, 5.0, 0.65, 0.9), 0.42, 0.5)
 }
 
-/// Renders the bass.
-pub fn render(v: &mut Voice, ctx: &Ctx, out: &mut [f32]) -> bool {
-    let sine = &*ctx.tables.sine;
-    let tri = v.table[0];
-    let mut p = v.phase[0];
-    let inc = v.inc[0];
-    let (drive, norm, a) = (v.amp[0], v.amp[1], v.one_pole_coef);
-    let mut y = v.one_pole;
-    for o in out.iter_mut() {
-        let x = lookup(sine, p) + 0.2 * lookup(tri, p);
-        p = p.wrapping_add(inc);
-        let s = soft_clip(drive * x) * norm;
-        y += a * (s - y);
-        *o = y;
+/// Control rate: renders the whole control block's raw signal (from the control point to the
+/// next grid point) into the voice's block buffer, so the one-pole runs over a known span and
+/// can step four frames at a time: its recursion is then one multiply-add per four frames
+/// (`y4 = k^4 y0 + ...`) instead of per frame. Segments of the block read the buffer.
+pub fn control(v: &mut Voice) {
+    let from = usize::from(v.ctl_from);
+    let m = BLOCK - from;
+    let mut p = phase_lanes(v.phase[0], v.inc[0]);
+    let step = i32x4::splat(v.inc[0].wrapping_mul(4) as i32);
+    let (drive, norm) = (f32x4::splat(v.amp[0]), f32x4::splat(v.amp[1]));
+    let a = v.one_pole_coef;
+    let buf = &mut v.block[from..];
+    // Shaped signal times the one-pole's input gain, four frames at a time.
+    for o in buf.chunks_mut(4) {
+        let body = sin_unit(p) + f32x4::splat(0.8) * quarter_fold(p);
+        let x = (drive * body)
+            .max(f32x4::splat(-3.0))
+            .min(f32x4::splat(3.0));
+        let x2 = x * x;
+        let s = x * (f32x4::splat(27.0) + x2) / (f32x4::splat(27.0) + f32x4::splat(9.0) * x2);
+        let u = (s * norm * f32x4::splat(a)).to_array();
+        o.copy_from_slice(&u[..o.len()]);
+        p += step;
     }
-    v.phase[0] = p;
+    // One-pole low-pass y' = k y + u, four frames per step of the recursion.
+    let k = 1.0 - a;
+    let (k2, k3, k4) = (k * k, k * k * k, k * k * k * k);
+    let mut y = v.one_pole;
+    let mut groups = buf.chunks_exact_mut(4);
+    for g in &mut groups {
+        // The input's own contribution to each frame, off the recursion.
+        let t0 = g[0];
+        let t1 = k * t0 + g[1];
+        let t2 = k * t1 + g[2];
+        let t3 = k * t2 + g[3];
+        g[0] = k * y + t0;
+        g[1] = k2 * y + t1;
+        g[2] = k3 * y + t2;
+        g[3] = k4 * y + t3;
+        y = g[3];
+    }
+    for x in groups.into_remainder() {
+        y = k * y + *x;
+        *x = y;
+    }
     v.one_pole = y;
+    v.phase[0] = v.phase[0].wrapping_add(v.inc[0].wrapping_mul(m as u32));
+}
+
+/// Renders the bass: the control block's buffer.
+pub fn render(v: &mut Voice, f0: usize, out: &mut [f32]) -> bool {
+    out.copy_from_slice(&v.block[f0..f0 + out.len()]);
     false
 }

@@ -6,7 +6,9 @@ use shm_proto::NoteEvent;
 
 use super::note_rand;
 use crate::envelope::{AdsrShape, decay_coef};
-use crate::osc::{cents, cycles_to_phase, lookup, phase_inc};
+use wide::{f32x4, i32x4};
+
+use crate::osc::{cents, cycles_to_phase, lookup, phase_inc, sin_unit};
 use crate::voice::{BLOCK, Ctx, Voice};
 
 /// Radians to cycles.
@@ -43,33 +45,56 @@ pub fn start_piano(v: &mut Voice, ev: &NoteEvent, ctx: &Ctx) -> (AdsrShape, f32,
     v.amp_floor[1] = 0.45;
     v.amp_coef[1] = decay_coef(0.6 * ds);
     (
-        Voice::shape(0.004, 14.0 * ds, 0.0, 1.2),
+        Voice::shape(0.004, 10.0 * ds, 0.0, 1.2),
         0.24,
         key_pan(ev.pitch),
     )
 }
 
-/// Renders the soft piano.
-pub fn render_piano(v: &mut Voice, ctx: &Ctx, out: &mut [f32]) -> bool {
-    let sine = &*ctx.tables.sine;
-    let [mut p0, mut p1] = [v.phase[0], v.phase[1]];
-    let [i0, i1] = [v.inc[0], v.inc[1]];
-    let (mut idx, fl, c) = (v.amp[0], v.amp_floor[0], v.amp_coef[0]);
-    let (mut a, afl, ac) = (v.amp[1], v.amp_floor[1], v.amp_coef[1]);
-    for o in out.iter_mut() {
-        let m = lookup(sine, p0) * idx;
-        let pm = cycles_to_phase(m);
-        let s = lookup(sine, p0.wrapping_add(pm)) + lookup(sine, p1.wrapping_add(pm));
-        *o = 0.5 * s * a;
-        p0 = p0.wrapping_add(i0);
-        p1 = p1.wrapping_add(i1);
-        idx = fl + (idx - fl) * c;
-        a = afl + (a - afl) * ac;
+/// Control rate: the modulation index and the double decay as straight lines to their exact
+/// values at the next grid point (amp[2..4]: index base and step; amp[4..6]: level base and
+/// step, both over grid offsets as `base + (f + 1) * step`).
+pub fn control_piano(v: &mut Voice) {
+    let from = usize::from(v.ctl_from);
+    let m = (BLOCK - from) as i32;
+    for (k, ramp) in [(0, 2), (1, 4)] {
+        let (now, floor, c) = (v.amp[k], v.amp_floor[k], v.amp_coef[k]);
+        let end = floor + (now - floor) * c.powi(m);
+        let step = (end - now) / m as f32;
+        v.amp[ramp] = now - from as f32 * step;
+        v.amp[ramp + 1] = step;
+        v.amp[k] = end;
     }
-    v.phase[0] = p0;
-    v.phase[1] = p1;
-    v.amp[0] = idx;
-    v.amp[1] = a;
+}
+
+/// Renders the soft piano, four frames per step on SIMD lanes (polynomial sines: table lookups
+/// would need gathers).
+pub fn render_piano(v: &mut Voice, f0: usize, out: &mut [f32]) -> bool {
+    let lanes = i32x4::new([0, 1, 2, 3]);
+    let (i0, i1) = (v.inc[0] as i32, v.inc[1] as i32);
+    let mut p0 = i32x4::splat(v.phase[0] as i32) + lanes * i32x4::splat(i0);
+    let mut p1 = i32x4::splat(v.phase[1] as i32) + lanes * i32x4::splat(i1);
+    let (s0, s1) = (
+        i32x4::splat(i0.wrapping_mul(4)),
+        i32x4::splat(i1.wrapping_mul(4)),
+    );
+    let (ib, is) = (f32x4::splat(v.amp[2]), f32x4::splat(v.amp[3]));
+    let (ab, as_) = (f32x4::splat(v.amp[4]), f32x4::splat(v.amp[5]));
+    let mut idx = f32x4::splat((f0 + 1) as f32) + lanes.round_float();
+    let four = f32x4::splat(4.0);
+    let mut chunks = out.chunks_mut(4);
+    for o in &mut chunks {
+        let m = sin_unit(p0) * (ib + idx * is);
+        let pm = ((m * f32x4::splat(16_777_216.0)).trunc_int()) << 8u32;
+        let s = (sin_unit(p0 + pm) + sin_unit(p1 + pm)) * f32x4::splat(0.5) * (ab + idx * as_);
+        o.copy_from_slice(&s.to_array()[..o.len()]);
+        p0 += s0;
+        p1 += s1;
+        idx += four;
+    }
+    let n = out.len() as u32;
+    v.phase[0] = v.phase[0].wrapping_add(v.inc[0].wrapping_mul(n));
+    v.phase[1] = v.phase[1].wrapping_add(v.inc[1].wrapping_mul(n));
     false
 }
 
@@ -127,4 +152,22 @@ pub fn render_electric(v: &mut Voice, ctx: &Ctx, out: &mut [f32]) -> bool {
     v.amp[0] = idx;
     v.amp[2] = tine;
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polynomial_sine_is_accurate() {
+        for k in 0..4000u32 {
+            let phase = k.wrapping_mul(1_073_807);
+            let got = sin_unit(i32x4::splat(phase as i32)).to_array()[0];
+            let want = (f64::from(phase) / 4_294_967_296.0 * std::f64::consts::TAU).sin();
+            assert!(
+                (f64::from(got) - want).abs() < 1e-5,
+                "{phase}: {got} vs {want}"
+            );
+        }
+    }
 }

@@ -91,6 +91,8 @@ impl Instrument {
     pub fn control(self, v: &mut Voice, ctx: &Ctx) {
         match self {
             Instrument::WarmPad | Instrument::GlassPad => pads::control(v, ctx),
+            Instrument::SoftPiano => keys::control_piano(v),
+            Instrument::RoundBass => bass::control(v),
             Instrument::ElectricPiano => keys::control_electric(v, ctx),
             Instrument::Bell => texture::control_bell(v, ctx),
             Instrument::Shimmer => texture::control_shimmer(v, ctx),
@@ -107,13 +109,14 @@ impl Instrument {
         }
     }
 
-    /// Fills `l` (and `r` when it returns true) with raw signal.
-    pub fn render(self, v: &mut Voice, ctx: &Ctx, l: &mut [f32], r: &mut [f32]) -> bool {
+    /// Fills `l` (and `r` when it returns true) with raw signal for grid offsets `f0..`.
+    pub fn render(self, v: &mut Voice, ctx: &Ctx, f0: usize, l: &mut [f32], r: &mut [f32]) -> bool {
         match self {
-            Instrument::WarmPad | Instrument::GlassPad => pads::render(v, l, r),
-            Instrument::SoftPiano => keys::render_piano(v, ctx, l),
+            // Rendered by `pad_bank`, eight voices at a time.
+            Instrument::WarmPad | Instrument::GlassPad => false,
+            Instrument::SoftPiano => keys::render_piano(v, f0, l),
             Instrument::ElectricPiano => keys::render_electric(v, ctx, l),
-            Instrument::RoundBass => bass::render(v, ctx, l),
+            Instrument::RoundBass => bass::render(v, f0, l),
             Instrument::Bell => texture::render_bell(v, ctx, l),
             Instrument::Shimmer => texture::render_shimmer(v, ctx, l, r),
             Instrument::Kick => drums::render_kick(v, ctx, l),

@@ -35,7 +35,7 @@ fn play(ev: &NoteEvent) -> (f32, f32, bool) {
         let mut l = [0.0f32; BLOCK];
         let mut r = [0.0f32; BLOCK];
         if v.is_active() {
-            v.render(&ctx, true, &mut scratch, &mut l, &mut r);
+            v.render(&ctx, 0, &mut scratch, &mut l, &mut r);
         }
         for (x, y) in l.iter().zip(&r) {
             assert!(x.is_finite() && y.is_finite(), "{inst:?}");

@@ -1,0 +1,183 @@
+//! The torch backend's batched render: N stations of Focus pad voices (composer's Focus preset,
+//! pad part; up to 16 voice slots per station) rendered in one batch per 100 ms chunk, N from 1
+//! doubling to `--max`. Reports ms per chunk (wall time, including the upload of the voice rows
+//! and the copy of the dry stereo back to the host), the stations that keeps in real time, and the
+//! largest N under 50 ms per chunk; then the native engine's stations per core on the same notes
+//! (the full native chain: pad filters, reverb and limiter, one thread, thread CPU time).
+//!
+//! ```text
+//! scripts/install-torch.sh   # then export what it prints
+//! CARGO_TARGET_DIR=target/torch cargo bench -p synthd --features torch --bench gpu_stations -- \
+//!     --device cuda --max 8192
+//! ```
+//! `--device torch-cpu` runs on libtorch's CPU (default when no GPU is found); `GPU_BATCH_SIZE`
+//! sets the stations per device batch (default 1024).
+
+use std::time::Instant;
+
+use composer::{Composer, Params, PresetId};
+use shm_proto::{CHUNK_FRAMES, CHUNK_SAMPLES, NoteEvent, Part};
+use synthd::StationRenderer;
+use synthd::device::{TorchDevice, batch_size};
+use synthd::torch::{PadEngine, cuda_available};
+
+/// Chunks rendered before timing (voices build up: the Focus pads enter within a few seconds).
+const WARMUP: usize = 30;
+/// Distinct composed stations (seeds); station `s` plays seed `s % SEEDS`, shifted in time.
+const SEEDS: u64 = 16;
+
+struct Args {
+    device: TorchDevice,
+    max: usize,
+    chunks: usize,
+    /// Stop doubling once a chunk takes longer than this (ms): libtorch's CPU gets slow.
+    stop_ms: f64,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        device: if cuda_available() {
+            TorchDevice::Cuda
+        } else {
+            TorchDevice::Cpu
+        },
+        max: 8192,
+        chunks: 20,
+        stop_ms: 2_000.0,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--device" => {
+                a.device = match value().as_str() {
+                    "cuda" => TorchDevice::Cuda,
+                    "torch-cpu" | "cpu" => TorchDevice::Cpu,
+                    d => panic!("unknown device {d}"),
+                }
+            }
+            "--max" => a.max = value().parse().expect("--max N"),
+            "--chunks" => a.chunks = value().parse().expect("--chunks N"),
+            "--stop-ms" => a.stop_ms = value().parse().expect("--stop-ms MS"),
+            "--bench" => {}
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    if a.device == TorchDevice::Cuda && !cuda_available() {
+        panic!("--device cuda: libtorch finds no CUDA device");
+    }
+    a
+}
+
+/// Pad events of one composed Focus station over `chunks` chunks.
+fn focus_pads(seed: u64, chunks: usize) -> Vec<NoteEvent> {
+    let params = Params::from_preset(PresetId::FOCUS, seed);
+    let mut composer = Composer::new(seed, params);
+    let end = (chunks * CHUNK_FRAMES) as u64;
+    let (mut events, mut bar) = (Vec::new(), Vec::new());
+    while composer.composed_until_frame() < end {
+        bar.clear();
+        composer.next_bar(&mut bar);
+        events.extend(bar.iter().filter(|e| e.part == Part::Pad as u8));
+    }
+    events
+}
+
+fn main() {
+    let a = args();
+    let total = WARMUP + a.chunks;
+    let songs: Vec<Vec<NoteEvent>> = (0..SEEDS).map(|s| focus_pads(1000 + s, total)).collect();
+    let where_ = match a.device {
+        TorchDevice::Cuda => "CUDA",
+        TorchDevice::Cpu => "libtorch's CPU (NOT a GPU)",
+    };
+    println!(
+        "torch backend on {where_}, {} stations per batch, {} chunks timed after {WARMUP}",
+        batch_size(),
+        a.chunks
+    );
+    println!("stations | ms per chunk (mean) | p99 | stations in real time");
+    let mut best_under_50 = 0;
+    let mut n = 1;
+    while n <= a.max {
+        let mut engine = PadEngine::new(a.device, n, batch_size()).expect("engine");
+        let mut next = vec![0usize; n];
+        let mut out = vec![0.0f32; n * CHUNK_SAMPLES];
+        let mut times = Vec::with_capacity(a.chunks);
+        for chunk in 0..total {
+            let t0 = Instant::now();
+            for s in 0..n {
+                let song = &songs[s % SEEDS as usize];
+                let end = engine.voices().clock(s) + CHUNK_FRAMES as u64;
+                while next[s] < song.len() && song[next[s]].at_frame < end {
+                    engine.voices_mut().note_on(s, &song[next[s]]);
+                    next[s] += 1;
+                }
+            }
+            engine.render(&mut out).expect("render");
+            if chunk >= WARMUP {
+                times.push(t0.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        std::hint::black_box(&out);
+        times.sort_by(f64::total_cmp);
+        let mean = times.iter().sum::<f64>() / times.len() as f64;
+        let p99 = times[(times.len() * 99 / 100).min(times.len() - 1)];
+        let real_time = if mean < 100.0 {
+            format!("{:.0}", n as f64 * 100.0 / mean)
+        } else {
+            "falls behind".into()
+        };
+        println!("{n:>8} | {mean:>19.2} | {p99:>7.2} | {real_time}");
+        if p99 < 50.0 {
+            best_under_50 = n;
+        }
+        if mean > a.stop_ms {
+            println!("(stopping: over {} ms per chunk)", a.stop_ms);
+            break;
+        }
+        n *= 2;
+    }
+    println!("largest N under 50 ms per chunk (p99): {best_under_50}");
+
+    // The native engine on the same notes, one thread.
+    let stations = 16;
+    let mut renderers: Vec<(StationRenderer, usize)> = (0..stations)
+        .map(|s| {
+            let params = Params::from_preset(PresetId::FOCUS, 1000 + s as u64);
+            (StationRenderer::new(params.to_station()), 0)
+        })
+        .collect();
+    let mut chunk = [0i16; CHUNK_SAMPLES];
+    let mut cpu_ms = 0.0;
+    for c in 0..total {
+        let t0 = cpu_now();
+        for (s, (r, next)) in renderers.iter_mut().enumerate() {
+            let song = &songs[s % SEEDS as usize];
+            let end = r.clock() + CHUNK_FRAMES as u64;
+            while *next < song.len() && song[*next].at_frame < end {
+                r.push_event(&song[*next]);
+                *next += 1;
+            }
+            r.render_chunk(&mut chunk);
+        }
+        if c >= WARMUP {
+            cpu_ms += (cpu_now() - t0).as_secs_f64() * 1e3;
+        }
+        std::hint::black_box(&chunk);
+    }
+    let per_station = cpu_ms / (a.chunks * stations) as f64;
+    println!(
+        "native engine, same pad notes (filters, reverb, limiter): {per_station:.3} ms per \
+         station-chunk on one core = {:.0} stations per core",
+        100.0 / per_station
+    );
+}
+
+/// This thread's CPU time (the machine is shared).
+fn cpu_now() -> std::time::Duration {
+    std::time::Duration::from(
+        nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+            .expect("thread CPU clock"),
+    )
+}
