@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# synthd's torch backend: installs PyTorch 2.11.0 (cached outside the repository), then builds and
+# tests `synthd --features torch` in its own target directory (target/torch, so the default build
+# is not invalidated): clippy, the unit tests (device selection, the engine, and parity with the
+# native engine's dry pad path on libtorch's CPU, and on CUDA when a GPU is present), and a build of
+# the GPU bench. The default build and `cargo test --workspace` need none of this.
+#   ./scripts/test-torch.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+eval "$(./scripts/install-torch.sh --env)"
+export CARGO_TARGET_DIR=target/torch
+start=$(date +%s)
+step() { printf -- '--- %s (%ss)\n' "$*" "$(( $(date +%s) - start ))"; }
+
+if [[ -z "${QUICK:-}" ]]; then
+  step "cargo clippy -p synthd --features torch"
+  cargo clippy -p synthd --features torch --all-targets --locked -- -D warnings
+fi
+step "cargo test -p synthd --features torch (parity on libtorch's CPU; CUDA when present)"
+cargo test -p synthd --features torch --locked --lib -- device torch --nocapture
+step "cargo bench --no-run (the GPU bench builds)"
+cargo bench -p synthd --features torch --bench gpu_stations --locked --no-run
+step "torch backend done"
