@@ -137,6 +137,19 @@ impl Composer {
         c
     }
 
+    /// A composer for a new station that carries on this one's music under `params`: the same
+    /// chord walk, voicing, melody line and random streams, its own frame clock starting at 0, and
+    /// the new parameters landing on its first bar (a key or mode change there modulates through a
+    /// pivot chord, like any change). The gateway moves a listener who changes parameters to a
+    /// station of its own; forking lets the music carry on for that listener instead of starting
+    /// over from bar 0.
+    pub fn fork(&self, params: Params) -> Composer {
+        let mut c = self.clone();
+        c.next_frame = 0;
+        c.set_params(params);
+        c
+    }
+
     /// The parameters in force for the next bar.
     pub fn params(&self) -> &Params {
         &self.params
@@ -422,6 +435,63 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_fork_carries_the_music_on_in_the_new_key_from_frame_zero() {
+        let p = Params {
+            seed: 5,
+            ..Params::default() // D Dorian
+        };
+        let mut parent = Composer::new(5, p);
+        let mut out = Vec::new();
+        for _ in 0..9 {
+            out.clear();
+            parent.next_bar(&mut out);
+        }
+        let last_pad: Vec<u8> = out
+            .iter()
+            .filter(|e| e.part == Part::Pad as u8)
+            .map(|e| e.pitch)
+            .collect();
+        let new = Params {
+            key: "E".parse().unwrap(),
+            ..p
+        };
+        let mut child = parent.fork(new);
+        assert_eq!(child.composed_until_frame(), 0);
+        assert_eq!(child.next_bar_index(), parent.next_bar_index());
+        let mut first = Vec::new();
+        child.next_bar(&mut first);
+        assert!(first.iter().all(|e| e.at_frame < first_bar_frames(&new)));
+        let pad: Vec<u8> = first
+            .iter()
+            .filter(|e| e.part == Part::Pad as u8)
+            .map(|e| e.pitch)
+            .collect();
+        assert!(
+            !pad.is_empty(),
+            "the fork strikes a pad chord on its first bar"
+        );
+        for e in &first {
+            if e.part != Part::Percussion as u8 {
+                assert!(new.scale().contains(e.pitch), "{e:?}");
+            }
+        }
+        // Voice leading carries across the fork: the new chord sits near the parent's last one.
+        let centre = |v: &[u8]| v.iter().map(|&x| f64::from(x)).sum::<f64>() / v.len() as f64;
+        if !last_pad.is_empty() {
+            assert!(
+                (centre(&pad) - centre(&last_pad)).abs() <= 7.0,
+                "{last_pad:?} -> {pad:?}"
+            );
+        }
+        // The parent is untouched.
+        assert_eq!(parent.params(), &p);
+    }
+
+    fn first_bar_frames(p: &Params) -> u64 {
+        (f64::from(SAMPLE_RATE) * 60.0 / f64::from(p.bpm) * f64::from(BEATS_PER_BAR)).round() as u64
     }
 
     #[test]

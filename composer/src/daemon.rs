@@ -119,6 +119,7 @@ impl StationRunner {
         slot: &StationSlot,
         queue_capacity: u32,
         is_default: bool,
+        parent: Option<(&str, Composer)>,
     ) -> anyhow::Result<Self> {
         let params = Params::from_station(&slot.params).context("station parameters")?;
         let producer = EventProducer::create_or_adopt(ns, slot.index, queue_capacity)
@@ -135,6 +136,14 @@ impl StationRunner {
                 "resumed composition"
             );
             c
+        } else if let Some((parent_name, parent)) = parent {
+            info!(
+                station = slot.name_str(),
+                from = parent_name,
+                bar = parent.next_bar_index(),
+                "forking the music of a station with the same seed and preset"
+            );
+            parent.fork(params)
         } else {
             Composer::new(params.seed, params)
         };
@@ -291,6 +300,11 @@ pub fn run_daemon(args: DaemonArgs, shutdown: Arc<AtomicBool>) -> anyhow::Result
 
         for slot in &slots {
             let index = slot.index;
+            let parent = if runners.contains_key(&index) {
+                None
+            } else {
+                fork_parent(&runners, slot)
+            };
             let r = match runners.entry(index) {
                 Entry::Occupied(o) => o.into_mut(),
                 Entry::Vacant(v) => {
@@ -298,7 +312,8 @@ pub fn run_daemon(args: DaemonArgs, shutdown: Arc<AtomicBool>) -> anyhow::Result
                         continue;
                     }
                     let is_default = defaults.contains(&index);
-                    match StationRunner::start(&ns, slot, args.queue_capacity, is_default) {
+                    let parent = parent.as_ref().map(|(n, c)| (n.as_str(), c.clone()));
+                    match StationRunner::start(&ns, slot, args.queue_capacity, is_default, parent) {
                         Ok(r) => {
                             retry_at.remove(&index);
                             v.insert(r)
@@ -363,6 +378,27 @@ pub fn run_daemon(args: DaemonArgs, shutdown: Arc<AtomicBool>) -> anyhow::Result
 
 /// Sets `phrase_generation_rate_hz` from the bars composed in the window that just ended, and
 /// the status line `systemctl status` shows.
+/// The station a new one should fork its music from: a running station with the same seed and
+/// preset (a listener who changed key, mode, tempo or intensity came from it), the default
+/// stations first. `None` for a station that is unrelated to every running one.
+fn fork_parent(
+    runners: &HashMap<u32, StationRunner>,
+    slot: &StationSlot,
+) -> Option<(String, Composer)> {
+    let params = Params::from_station(&slot.params).ok()?;
+    let mut candidates: Vec<&StationRunner> = runners
+        .values()
+        .filter(|r| {
+            let p = r.composer.params();
+            p.seed == params.seed && p.preset == params.preset
+        })
+        .collect();
+    candidates.sort_by_key(|r| (!r.is_default, r.name.clone()));
+    candidates
+        .first()
+        .map(|r| (r.name.clone(), r.composer.clone()))
+}
+
 fn report_rates(
     runners: &mut HashMap<u32, StationRunner>,
     window: Duration,
