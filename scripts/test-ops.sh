@@ -18,7 +18,7 @@ fail() { say "FAIL: $*"; exit 1; }
 say "building the binaries"
 cargo build --locked --bins -p auralis -p composer -p synthd -p streamd 2>&1 | tail -n 2
 bin=$(pwd)/target/debug
-for b in auralis composer synthd streamd; do [[ -x $bin/$b ]] || fail "missing $bin/$b"; done
+for b in auralis auralis-loadtest composer synthd streamd; do [[ -x $bin/$b ]] || fail "missing $bin/$b"; done
 
 tmp=$(mktemp -d)
 pids=()
@@ -118,6 +118,26 @@ wait_series 'memory_usage_mb{job="auralis-synthd"} > 0'
 wait_series 'gpu_memory_allocated_mb{job="auralis-synthd"}'
 wait_series 'active_websocket_connections{job="auralis-streamd"}'
 wait_series 'process_resident_memory_bytes{job="auralis-streamd"}'
+
+# streamd's per-station series need a listener: two load-test listeners stream "focus" while
+# Prometheus scrapes (the load generator stops on its own; cleanup kills it first).
+"$bin/auralis-loadtest" --url "ws://127.0.0.1:$web/ws" --listeners 2 --ramp 0.1 --duration 120 \
+  --stations focus >"$tmp/loadtest.log" 2>&1 &
+pids=("$!" "${pids[@]}")
+wait_series 'streamd_listeners{job="auralis-streamd",station="focus"} > 0'
+wait_series 'chunk_encoding_duration_seconds_count{job="auralis-streamd",station="focus",format="websocket"} > 0'
+wait_series 'chunk_delivery_jitter_ms_count{job="auralis-streamd",station="focus"} > 0'
+wait_series 'buffer_underruns_total{job="auralis-streamd",station="focus"}'
+wait_series 'buffer_depth_chunks{job="auralis-streamd",station="focus"}'
+wait_series 'streamd_chunks_encoded_total{job="auralis-streamd",station="focus"} > 0'
+wait_series 'streamd_listener_skips_total{job="auralis-streamd",station="focus"}'
+wait_series 'streamd_lagged_chunks_total{job="auralis-streamd",station="focus"}'
+wait_series 'streamd_stations{job="auralis-streamd"} > 0'
+wait_series 'sum(streamd_listeners_by_tier{job="auralis-streamd"}) > 0'
+# The dashboard's streamd panels draw something (rates need two scrapes).
+wait_series 'histogram_quantile(0.95, sum by (le) (rate(chunk_delivery_jitter_ms_bucket{job="auralis-streamd"}[1m])))'
+wait_series 'histogram_quantile(0.99, sum by (le) (rate(chunk_encoding_duration_seconds_bucket{job="auralis-streamd"}[1m])))'
+wait_series 'sum by (station) (rate(buffer_underruns_total{job="auralis-streamd"}[1m]))'
 
 # Every Grafana panel query (and every alert expression) must evaluate.
 grep -o '"expr": "[^"]*\(\\"[^"]*\)*"' deploy/grafana/auralis.json | sed -e 's/^"expr": "//' -e 's/"$//' -e 's/\\"/"/g' >"$tmp/exprs"

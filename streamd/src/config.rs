@@ -51,6 +51,10 @@ pub struct Args {
     /// Buffer tier a new connection starts in: minimal, normal, stable or defensive.
     #[arg(long, env = "BUFFER_INITIAL_TIER", default_value = "normal", value_parser = parse_tier)]
     pub initial_tier: Tier,
+
+    /// Serve `/metrics` (`false` answers it 404, like composer and synthd without an endpoint).
+    #[arg(long, env = "METRICS_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub metrics_enabled: bool,
 }
 
 fn parse_tier(text: &str) -> Result<Tier, String> {
@@ -73,6 +77,7 @@ impl Default for Args {
             operator_token: None,
             allowed_origins: None,
             initial_tier: Tier::Normal,
+            metrics_enabled: true,
         }
     }
 }

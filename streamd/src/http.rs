@@ -66,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/ws", get(crate::ws::upgrade))
         .route("/ws/stream", get(crate::ws::upgrade))
+        .route("/stream/{file}", get(crate::http_stream::serve))
         .with_state(state)
 }
 

@@ -19,14 +19,21 @@
 //! | [`limits`] | token bucket on control messages, flood closing, Origin allow-list |
 //! | [`ws`] | the WebSocket endpoint: session and writer tasks |
 //! | [`http`] | routes: player files, `/healthz`, `/api/status`, `/api/presets` |
+//! | [`http_stream`] | `/stream/{station}.opus` and `.mp3`: Icecast-style HTTP streams |
+//! | [`compressed`] | per station and format: encode once while listened to, burst, fan-out |
+//! | [`encode`] | Opus (libopus, Ogg, 44.1 -> 48 kHz), MP3 (LAME) |
 //! | [`operator`] | `POST /api/stations/{id}/params` behind a bearer token |
 //! | [`stats`] | every counter (gateway, station, client) for status and metrics |
+//! | [`metrics`] | `GET /metrics`: the stats read into Prometheus families at scrape time |
 //! | [`shutdown`] | signals and the drain phases |
 #![forbid(unsafe_code)]
 
+pub mod compressed;
 pub mod config;
 pub mod directory;
+pub mod encode;
 pub mod http;
+pub mod http_stream;
 pub mod limits;
 pub mod metrics;
 pub mod operator;

@@ -587,6 +587,11 @@ impl EncodedChunk {
         }
     }
 
+    /// The chunk's samples as interleaved s16le bytes (what the compressed encoders take).
+    pub fn pcm_le(&self) -> &[u8] {
+        &self.binary[BINARY_HEADER_LEN..]
+    }
+
     /// The JSON text message for one client.
     pub fn json_for(&self, buffer_depth: u32, tier: Tier) -> String {
         let mut text = String::with_capacity(self.json_head.len() + 40);

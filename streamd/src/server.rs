@@ -45,6 +45,10 @@ pub struct AppState {
     pub(crate) origins: Arc<OriginPolicy>,
     /// Tier of a new connection (`BUFFER_INITIAL_TIER`).
     pub(crate) initial_tier: Tier,
+    /// Opus and MP3 feeds, encoded once per station while listened to (`/stream/...`).
+    pub(crate) compressed: Arc<crate::compressed::CompressedStreams>,
+    /// `METRICS_ENABLED`: when false, `/metrics` answers 404.
+    pub(crate) metrics_enabled: bool,
 }
 
 /// Serves `listener` until `shutdown` completes; then stops accepting, tells every client to
@@ -80,6 +84,8 @@ pub async fn run(
         operator_token: args.operator_token.clone(),
         origins: Arc::new(OriginPolicy::from_list(args.allowed_origins.as_deref())),
         initial_tier: args.initial_tier,
+        compressed: Arc::default(),
+        metrics_enabled: args.metrics_enabled,
     };
     let app = crate::http::router(state);
     tracing::info!(

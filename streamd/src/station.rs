@@ -14,7 +14,7 @@ use tokio::sync::broadcast;
 
 use crate::config::{ATTACH_RETRY, BROADCAST_CAPACITY, READER_WAIT, STALL_AFTER};
 use crate::protocol::{EncodedChunk, ServerMessage, StatusMessage};
-use crate::stats::StationStats;
+use crate::stats::{EncodeFormat, StationStats};
 
 /// What a station broadcasts to its listeners.
 #[derive(Clone, Debug)]
@@ -248,6 +248,13 @@ impl Station {
         self.listeners.load(Ordering::Relaxed)
     }
 
+    /// Events (nearly all chunks) broadcast but not yet taken by the slowest listener: how far
+    /// ahead of it the gateway holds audio (`buffer_depth_chunks`); at most
+    /// [`BROADCAST_CAPACITY`], beyond which that listener skips to live. 0 without listeners.
+    pub fn queued_for_slowest(&self) -> usize {
+        self.events.len()
+    }
+
     /// Source health as last seen.
     pub fn source_state(&self) -> SourceState {
         SourceState::from_u8(self.source.load(Ordering::Relaxed))
@@ -469,10 +476,12 @@ impl RingFollower {
             meta.publish_unix_ns,
             &self.samples,
         );
+        let elapsed = started.elapsed();
         let stats = &self.station.stats;
+        stats.record_encode(EncodeFormat::WebSocket, elapsed);
         stats
             .encode_ns
-            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            .fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
         stats.chunks_encoded.fetch_add(1, Ordering::Relaxed);
         self.station.latest_seq.store(meta.seq, Ordering::Relaxed);
         Arc::new(chunk)

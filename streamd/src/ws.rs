@@ -95,9 +95,9 @@ pub struct ConnectionContext {
 #[derive(Debug)]
 struct Outgoing {
     message: Message,
-    /// For audio: when synthd published the chunk, and whether it was sent live (history
-    /// replays are old by design and are not timed).
-    audio: Option<(u64, bool)>,
+    /// For audio: when synthd published the chunk, and the station when it was sent live
+    /// (history replays are old by design and are not timed); its counters get the lateness.
+    audio: Option<(u64, Option<Arc<Station>>)>,
 }
 
 /// Serves one connection until the client leaves, its socket blocks for too long, or shutdown
@@ -201,10 +201,11 @@ where
             cx.client
                 .bytes_sent
                 .fetch_add(bytes as u64, Ordering::Relaxed);
-            if live {
+            if let Some(station) = live {
                 let lateness_ms = now_unix_ns().saturating_sub(publish_unix_ns) as f64 / 1e6;
                 let mut tiers = lock_tiers(&cx.tiers);
                 let (late, change) = tiers.on_chunk(lateness_ms);
+                station.stats.record_delivery(lateness_ms, late);
                 if late {
                     cx.client.late_chunks.fetch_add(1, Ordering::Relaxed);
                 }
@@ -464,6 +465,9 @@ impl Connection {
         self.client
             .underruns_reported
             .fetch_add(new, Ordering::Relaxed);
+        if let Some(live) = &self.live {
+            live.station.stats.record_reported_underruns(new);
+        }
         let j = tiers.jitter();
         self.client.set_tier(tiers.tier(), j.mean_ms(), j.std_ms());
         if let Some(change) = change {
@@ -596,10 +600,7 @@ impl Connection {
                     .chunks_skipped
                     .fetch_add(missed, Ordering::Relaxed);
                 if let Some(live) = &self.live {
-                    live.station
-                        .stats
-                        .listener_skipped
-                        .fetch_add(missed, Ordering::Relaxed);
+                    live.station.stats.record_skip(missed);
                 }
                 self.send_json(&ServerMessage::Status(StatusMessage {
                     state: "skipped",
@@ -643,7 +644,10 @@ impl Connection {
         self.out
             .send(Outgoing {
                 message,
-                audio: Some((chunk.publish_unix_ns, live_send)),
+                audio: Some((
+                    chunk.publish_unix_ns,
+                    live_send.then(|| Arc::clone(&live.station)),
+                )),
             })
             .await
             .map_err(|_| WriterGone)

@@ -8,7 +8,8 @@
 //! - The signal path, bottom up: [`osc`] (tables, polynomial sines, noise), [`envelope`]
 //!   (control-rate plans, linear ramps), [`filter`], [`voice`], [`instruments`], [`pad_bank`]
 //!   (the pads, four voices per SIMD vector), [`pool`] (voice stealing), [`pending`] (sorted
-//!   event queue), [`reverb`], [`limiter`], [`master`].
+//!   event queue), [`reverb`], [`loudness_hold`] (the automatic gain holding -16 LUFS),
+//!   [`limiter`], [`master`].
 //! - [`soundfont`]: SF2 instruments through rustysynth (`--soundfont`); [`midi_in`]: Standard
 //!   MIDI File input (`auralis render --midi-in`).
 //! - [`stats`]: render metrics, exported by [`metrics`] at `/metrics`; [`loudness`]: BS.1770 loudness and true peak for tests and
@@ -31,6 +32,7 @@ pub mod filter;
 pub mod instruments;
 pub mod limiter;
 pub mod loudness;
+pub mod loudness_hold;
 pub mod master;
 pub mod metrics;
 pub mod midi_in;

@@ -24,35 +24,43 @@ impl Biquad {
     }
 }
 
-/// The K-weighting filter pair (high shelf, then high-pass) for `fs`, from the analogue
-/// prototype as in libebur128, so it is right at 44.1 kHz as well as 48 kHz.
-fn k_weighting(fs: f64) -> [Biquad; 2] {
+/// Coefficients `(b, a)` (a0 normalised to 1) of the K-weighting filter pair for sample rate
+/// `fs`: the high shelf, then the high-pass. Derived from the analogue prototype as in
+/// libebur128, so they are right at 44.1 kHz as well as 48 kHz, and at the decimated rate of the
+/// render path's loudness hold ([`crate::loudness_hold`]).
+pub fn k_weighting_coefs(fs: f64) -> [([f64; 3], [f64; 2]); 2] {
     let pi = std::f64::consts::PI;
     let (f0, g, q) = (1681.974450955533, 3.999843853973347, 0.7071752369554196);
     let k = (pi * f0 / fs).tan();
     let vh = 10f64.powf(g / 20.0);
     let vb = vh.powf(0.4996667741545416);
     let a0 = 1.0 + k / q + k * k;
-    let shelf = Biquad {
-        b: [
+    let shelf = (
+        [
             (vh + vb * k / q + k * k) / a0,
             2.0 * (k * k - vh) / a0,
             (vh - vb * k / q + k * k) / a0,
         ],
-        a: [2.0 * (k * k - 1.0) / a0, (1.0 - k / q + k * k) / a0],
-        x: [0.0; 2],
-        y: [0.0; 2],
-    };
+        [2.0 * (k * k - 1.0) / a0, (1.0 - k / q + k * k) / a0],
+    );
     let (f0, q) = (38.13547087602444, 0.5003270373238773);
     let k = (pi * f0 / fs).tan();
     let a0 = 1.0 + k / q + k * k;
-    let hp = Biquad {
-        b: [1.0, -2.0, 1.0],
-        a: [2.0 * (k * k - 1.0) / a0, (1.0 - k / q + k * k) / a0],
+    let hp = (
+        [1.0, -2.0, 1.0],
+        [2.0 * (k * k - 1.0) / a0, (1.0 - k / q + k * k) / a0],
+    );
+    [shelf, hp]
+}
+
+/// The K-weighting filter pair (high shelf, then high-pass) for `fs`.
+fn k_weighting(fs: f64) -> [Biquad; 2] {
+    k_weighting_coefs(fs).map(|(b, a)| Biquad {
+        b,
+        a,
         x: [0.0; 2],
         y: [0.0; 2],
-    };
-    [shelf, hp]
+    })
 }
 
 /// Integrated loudness (LUFS) of interleaved stereo `samples` at the system rate; `-inf` for

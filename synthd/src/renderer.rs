@@ -40,7 +40,7 @@ pub struct StationRenderer {
     bus_r: [f32; BLOCK],
     /// The pad voices of the segment, rendered together.
     pads: PadBank,
-    /// Reverb, limiter, gain.
+    /// Reverb, loudness hold, limiter.
     master: Master,
     /// Events waiting for their frame.
     pending: PendingQueue,
@@ -159,6 +159,11 @@ impl StationRenderer {
         self.master.limiter_gain()
     }
 
+    /// The master's loudness-hold gain, dB (0 = unity; it holds the output at -16 LUFS).
+    pub fn loudness_gain_db(&self) -> f32 {
+        self.master.loudness_gain_db()
+    }
+
     /// True if the reverb holds subnormal numbers (tests).
     pub fn has_subnormal_state(&self) -> bool {
         self.master.reverb().has_subnormal_state()
@@ -257,7 +262,7 @@ impl StationRenderer {
         let (l, r) = (&mut self.bus_l[..n], &mut self.bus_r[..n]);
         if let Some(sf2) = &mut self.sf2 {
             sf2.render(l, r);
-            self.master.process_limit_only(l, r);
+            self.master.process_limit_only(f0, l, r);
             return;
         }
         l.fill(0.0);
@@ -277,7 +282,7 @@ impl StationRenderer {
             }
         }
         self.pads.render(voices, f0, l, r);
-        self.master.process(l, r);
+        self.master.process(f0, l, r);
     }
 }
 

@@ -1,0 +1,136 @@
+//! Compressed encodings of a station's PCM, made once per station and format: Ogg/Opus (48 kHz,
+//! resampled from 44.1 kHz) and MP3 (44.1 kHz), through the reference libraries (libopus, LAME).
+//!
+//! A [`ChunkEncoder`] turns each 100 ms chunk of interleaved s16 stereo into one self-contained
+//! unit of the output stream: one Ogg page (five 20 ms Opus packets) or the MP3 frames LAME
+//! completed. A listener joining late gets the stream header ([`ChunkEncoder::header`]: the
+//! OpusHead and OpusTags pages; nothing for MP3) and then whole units, so it can always decode.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`resample`] | 44.1 -> 48 kHz, band-limited (rubato's FFT resampler) |
+//! | [`opus`] | libopus encoder: 20 ms packets at 96 kbit/s |
+//! | [`ogg`] | Ogg/Opus mapping (RFC 7845): header pages, one page per chunk |
+//! | [`mp3`] | LAME encoder: CBR 128 kbit/s joint stereo |
+
+pub mod mp3;
+pub mod ogg;
+pub mod opus;
+pub mod resample;
+
+use bytes::Bytes;
+
+/// A compressed format served over HTTP (and Opus over the WebSocket).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Codec {
+    /// Ogg/Opus, 48 kHz stereo.
+    Opus,
+    /// MPEG-1 Layer III, 44.1 kHz stereo.
+    Mp3,
+}
+
+impl Codec {
+    /// From the file extension of `/stream/{station}.{ext}`.
+    pub fn from_extension(ext: &str) -> Option<Self> {
+        match ext {
+            "opus" | "ogg" => Some(Self::Opus),
+            "mp3" => Some(Self::Mp3),
+            _ => None,
+        }
+    }
+
+    /// The extension used in URLs and files.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Opus => "opus",
+            Self::Mp3 => "mp3",
+        }
+    }
+
+    /// HTTP `Content-Type` of the stream.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::Opus => "audio/ogg",
+            Self::Mp3 => "audio/mpeg",
+        }
+    }
+
+    /// Nominal bit rate in kbit/s (`icy-br`).
+    pub fn kbps(self) -> u32 {
+        match self {
+            Self::Opus => opus::BITRATE / 1000,
+            Self::Mp3 => mp3::BITRATE_KBPS,
+        }
+    }
+}
+
+/// Why an encoder could not be made or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    /// libopus refused a setting or a frame.
+    #[error("opus: {0}")]
+    Opus(#[from] ::opus::Error),
+    /// LAME refused a setting or a frame.
+    #[error("lame: {0}")]
+    Lame(String),
+    /// The resampler could not be built or run.
+    #[error("resampler: {0}")]
+    Resample(String),
+    /// Writing an Ogg page failed.
+    #[error("ogg: {0}")]
+    Ogg(#[from] std::io::Error),
+}
+
+/// One station's encoder for one format: 100 ms chunks in, stream units out.
+#[derive(Debug)]
+pub enum ChunkEncoder {
+    /// Ogg/Opus.
+    Opus(Box<ogg::OggOpusEncoder>),
+    /// MP3.
+    Mp3(Box<mp3::Mp3Encoder>),
+}
+
+impl ChunkEncoder {
+    /// A fresh encoder (a new Ogg logical stream, a new LAME state).
+    pub fn new(codec: Codec) -> Result<Self, EncodeError> {
+        Ok(match codec {
+            Codec::Opus => Self::Opus(Box::new(ogg::OggOpusEncoder::new()?)),
+            Codec::Mp3 => Self::Mp3(Box::new(mp3::Mp3Encoder::new()?)),
+        })
+    }
+
+    /// What every listener must receive first (the Ogg header pages; empty for MP3).
+    pub fn header(&self) -> Bytes {
+        match self {
+            Self::Opus(e) => e.header(),
+            Self::Mp3(_) => Bytes::new(),
+        }
+    }
+
+    /// Encodes one chunk of interleaved stereo s16 at 44.1 kHz (little-endian bytes, as in the
+    /// binary WebSocket frame) into the next unit of the stream (possibly empty for MP3 while
+    /// LAME fills its first frame).
+    pub fn encode_le_bytes(&mut self, pcm: &[u8]) -> Result<Bytes, EncodeError> {
+        let samples: Vec<i16> = pcm
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect();
+        self.encode(&samples)
+    }
+
+    /// Encodes interleaved stereo s16 at 44.1 kHz (one 100 ms chunk for Opus).
+    pub fn encode(&mut self, samples: &[i16]) -> Result<Bytes, EncodeError> {
+        match self {
+            Self::Opus(e) => e.encode_chunk(samples),
+            Self::Mp3(e) => e.encode(samples),
+        }
+    }
+
+    /// Ends the stream (files): the last Ogg page or LAME's final frames.
+    pub fn finish(&mut self) -> Result<Bytes, EncodeError> {
+        match self {
+            Self::Opus(e) => e.finish(),
+            Self::Mp3(e) => e.finish(),
+        }
+    }
+}

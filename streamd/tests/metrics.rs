@@ -1,0 +1,298 @@
+//! `/metrics` end to end: a synthetic synthd publishes a chunk every 100 ms on a "focus" station,
+//! `streamd::run` serves 127.0.0.1:0, a WebSocket client streams a few live chunks and reports
+//! underruns, then the test scrapes `/metrics` over HTTP: the per-station counters moved, and they
+//! are still there once the client has left. `METRICS_ENABLED=false` answers 404.
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use shm_proto::{AudioWriter, CHUNK_SAMPLES, ControlBlock, Namespace, StationParams};
+use tungstenite::{Message, WebSocket};
+
+fn params() -> StationParams {
+    StationParams {
+        seed: 7,
+        bpm: 60.0,
+        intensity: 0.5,
+        key: 0,
+        mode: 0,
+        preset: 0,
+        _reserved: 0,
+    }
+}
+
+/// Composer + synthd stand-in: the control block with "focus" and a ring fed every 100 ms.
+struct Fixture {
+    ns: Namespace,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Fixture {
+    fn new(tag: &str) -> Self {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "sdm_{}_{}_{tag}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let ns = Namespace::new(&name).expect("namespace");
+        let _ = ns.remove_all();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = {
+            let (ns, stop) = (ns.clone(), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let control = ControlBlock::create_or_adopt(&ns, 8).expect("control block");
+                let index = control.ensure_station("focus", params()).expect("station");
+                let mut writer = AudioWriter::create_or_adopt(&ns, index, 8).expect("ring");
+                let samples = [100i16; CHUNK_SAMPLES];
+                writer.publish(&samples, params(), 1);
+                ready_tx.send(()).expect("ready");
+                let mut next = Instant::now();
+                while !stop.load(Ordering::Relaxed) {
+                    writer.publish(&samples, params(), 1);
+                    control.heartbeat();
+                    next += Duration::from_millis(100);
+                    std::thread::sleep(next.saturating_duration_since(Instant::now()));
+                }
+            })
+        };
+        ready_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("fixture ready");
+        Self {
+            ns,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        let _ = self.ns.remove_all();
+    }
+}
+
+/// A running `streamd::run`, stopped on drop.
+struct Server {
+    addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Server {
+    fn start(ns: &Namespace, args: streamd::Args) -> Self {
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+        let ns = ns.clone();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+                addr_tx.send(listener.local_addr()?)?;
+                streamd::run(listener, args, ns, async {
+                    let _ = shutdown_rx.await;
+                })
+                .await
+            })
+        });
+        let addr = addr_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("server address");
+        Self {
+            addr,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        }
+    }
+
+    fn http_get(&self, path: &str) -> (u16, String) {
+        let mut stream = TcpStream::connect(self.addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let status = response[9..12].parse().unwrap();
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    fn connect(&self) -> WebSocket<TcpStream> {
+        let stream = TcpStream::connect(self.addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        tungstenite::client(format!("ws://{}/ws", self.addr), stream)
+            .expect("websocket")
+            .0
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn send(ws: &mut WebSocket<TcpStream>, value: Value) {
+    ws.send(Message::Text(value.to_string().into()))
+        .expect("send");
+}
+
+/// Next text message as JSON (skips pings).
+fn recv(ws: &mut WebSocket<TcpStream>) -> Value {
+    loop {
+        match ws.read().expect("read") {
+            Message::Text(text) => return serde_json::from_str(text.as_str()).expect("json"),
+            Message::Close(frame) => panic!("unexpected close: {frame:?}"),
+            _ => {}
+        }
+    }
+}
+
+/// The value of the sample line `series` (name and labels exactly as exported), if present.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+        value.trim().parse().ok()
+    })
+}
+
+fn require(text: &str, series: &str) -> f64 {
+    sample(text, series).unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+}
+
+#[test]
+fn scrape_shows_per_station_counters_that_survive_the_client() {
+    let fixture = Fixture::new("scrape");
+    let server = Server::start(
+        &fixture.ns,
+        streamd::Args {
+            drain_secs: 0.0,
+            ..streamd::Args::default()
+        },
+    );
+    let focus = r#"{station="focus"}"#;
+
+    let mut ws = server.connect();
+    send(
+        &mut ws,
+        json!({"type": "control", "action": "start", "params": {"station": "focus"}}),
+    );
+    // Pre-roll from the history, then live chunks (the only ones timed).
+    let mut audio = 0;
+    while audio < 12 {
+        if recv(&mut ws)["type"] == "audio" {
+            audio += 1;
+        }
+    }
+    send(
+        &mut ws,
+        json!({"type": "control", "action": "report", "params": {"underruns": 2, "buffer_ms": 400}}),
+    );
+    // The report is handled before the next chunk goes out.
+    while recv(&mut ws)["type"] != "audio" {}
+    recv(&mut ws);
+
+    let (status, text) = server.http_get("/metrics");
+    assert_eq!(status, 200);
+    for kind in [
+        "# TYPE chunk_delivery_jitter_ms histogram",
+        "# TYPE chunk_encoding_duration_seconds histogram",
+        "# TYPE buffer_underruns_total counter",
+        "# TYPE buffer_depth_chunks gauge",
+        "# TYPE streamd_listeners_by_tier gauge",
+    ] {
+        assert!(text.contains(kind), "missing {kind}:\n{text}");
+    }
+    assert_eq!(require(&text, "active_websocket_connections"), 1.0);
+    assert_eq!(require(&text, "streamd_connections_opened_total"), 1.0);
+    assert_eq!(require(&text, "streamd_stations"), 1.0);
+    assert_eq!(require(&text, &format!("streamd_listeners{focus}")), 1.0);
+    let by_tier: f64 = ["minimal", "normal", "stable", "defensive"]
+        .iter()
+        .map(|t| require(&text, &format!("streamd_listeners_by_tier{{tier=\"{t}\"}}")))
+        .sum();
+    assert_eq!(by_tier, 1.0);
+    require(&text, &format!("buffer_depth_chunks{focus}"));
+    let delivered = require(&text, &format!("chunk_delivery_jitter_ms_count{focus}"));
+    assert!(delivered >= 5.0, "live deliveries timed: {delivered}");
+    assert!(
+        require(
+            &text,
+            r#"chunk_encoding_duration_seconds_count{format="websocket",station="focus"}"#
+        ) >= 12.0
+    );
+    assert!(require(&text, &format!("streamd_chunks_encoded_total{focus}")) >= 12.0);
+    assert_eq!(
+        require(&text, &format!("streamd_reported_underruns_total{focus}")),
+        2.0
+    );
+    let underruns = require(&text, &format!("buffer_underruns_total{focus}"));
+    assert!(underruns >= 2.0);
+    assert!(!text.contains("conn_id"), "nothing per client");
+
+    // The client leaves: the station's totals stay (and only grow).
+    ws.close(None).expect("close");
+    while ws.read().is_ok() {}
+    drop(ws);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let text = loop {
+        let (_, text) = server.http_get("/metrics");
+        if sample(&text, "active_websocket_connections") == Some(0.0) || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(require(&text, "active_websocket_connections"), 0.0);
+    assert_eq!(require(&text, &format!("streamd_listeners{focus}")), 0.0);
+    assert!(require(&text, &format!("chunk_delivery_jitter_ms_count{focus}")) >= delivered);
+    assert!(require(&text, &format!("buffer_underruns_total{focus}")) >= underruns);
+    assert_eq!(
+        require(&text, &format!("streamd_reported_underruns_total{focus}")),
+        2.0
+    );
+}
+
+#[test]
+fn metrics_enabled_false_turns_the_route_off() {
+    let fixture = Fixture::new("off");
+    let server = Server::start(
+        &fixture.ns,
+        streamd::Args {
+            drain_secs: 0.0,
+            metrics_enabled: false,
+            ..streamd::Args::default()
+        },
+    );
+    assert_eq!(server.http_get("/metrics").0, 404);
+    assert_eq!(server.http_get("/healthz").0, 200);
+}
