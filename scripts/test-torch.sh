@@ -2,8 +2,7 @@
 # synthd's torch backend: installs PyTorch 2.11.0 (cached outside the repository), then builds and
 # tests `synthd --features torch` in its own target directory (target/torch, so the default build
 # is not invalidated): clippy, the unit tests (device selection, the engine, and parity with the
-# native engine's dry pad path on libtorch's CPU, and on CUDA when a GPU is present), and a build of
-# the GPU bench. The default build and `cargo test --workspace` need none of this.
+# native engine's dry pad path on libtorch's CPU, and on CUDA when a GPU is present). The default build and `cargo test --workspace` need none of this.
 #   ./scripts/test-torch.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +17,6 @@ if [[ -z "${QUICK:-}" ]]; then
 fi
 step "cargo test -p synthd --features torch (parity on libtorch's CPU; CUDA when present)"
 cargo test -p synthd --features torch --locked --lib -- device torch --nocapture
-step "cargo bench --no-run (the GPU bench builds)"
-cargo bench -p synthd --features torch --bench gpu_stations --locked --no-run
+# The GPU bench is type-checked by clippy --all-targets above; its release build (~5 min of
+# libtorch C++ in release mode) is left to whoever runs it on a GPU machine.
 step "torch backend done"
