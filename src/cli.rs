@@ -44,7 +44,8 @@ pub fn parse() -> Cli {
 enum Command {
     /// Run the whole system: composer, synthd and streamd as three supervised processes.
     Up(supervisor::UpArgs),
-    /// Compose and render offline to a WAV file (and optionally a MIDI file), faster than real time.
+    /// Compose and render offline to a WAV, Ogg/Opus or MP3 file (and optionally a MIDI file),
+    /// faster than real time.
     Render(render::RenderArgs),
     /// Run the composer daemon in this process (what `up` starts).
     Composer(ComposerRole),

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod export;
 mod render;
 mod supervisor;
 

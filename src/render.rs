@@ -10,6 +10,8 @@ use composer::{Composer, ParamUpdate, Params, PresetId};
 use shm_proto::{CHUNK_FRAMES, CHUNK_SAMPLES, NoteEvent, SAMPLE_RATE};
 use synthd::StationRenderer;
 
+use crate::export::Export;
+
 /// Flags of `auralis render`.
 #[derive(Debug, clap::Args)]
 pub struct RenderArgs {
@@ -32,9 +34,14 @@ pub struct RenderArgs {
     #[arg(long)]
     intensity: Option<f64>,
     /// Length in seconds (default 60; with `--midi-in`, the file's length plus its tail).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "minutes")]
     seconds: Option<f64>,
-    /// Output WAV file (44.1 kHz, 16-bit, stereo).
+    /// Length in minutes (instead of `--seconds`).
+    #[arg(long)]
+    minutes: Option<f64>,
+    /// Output file; its extension chooses the format: `.wav` (44.1 kHz, 16-bit, stereo),
+    /// `.opus` / `.ogg` (Ogg/Opus, 48 kHz, 96 kbit/s) or `.mp3` (44.1 kHz, 128 kbit/s CBR), the
+    /// same encoders as the live streams.
     #[arg(long)]
     out: PathBuf,
     /// Also write what was composed as a Standard MIDI File.
@@ -52,6 +59,21 @@ pub struct RenderArgs {
 
 /// Seconds rendered after a MIDI file's last event, for release and reverb tails.
 const MIDI_TAIL_S: f64 = 3.0;
+
+impl RenderArgs {
+    /// The length asked for, in seconds (`--seconds` or `--minutes`), if any.
+    fn length_s(&self) -> Option<f64> {
+        self.seconds.or(self.minutes.map(|m| m * 60.0))
+    }
+}
+
+/// Checks a length in seconds: more than nothing, at most a day.
+fn check_length(seconds: f64) -> anyhow::Result<()> {
+    if !(seconds > 0.0 && seconds <= 24.0 * 3600.0) {
+        bail!("the length must be more than 0 s and at most 24 h, got {seconds} s");
+    }
+    Ok(())
+}
 
 /// The synthesizer for `args`: built-in instruments, or the SoundFont (loaded and checked first).
 fn synthesizer(
@@ -72,10 +94,8 @@ pub fn render(args: RenderArgs) -> anyhow::Result<()> {
     if let Some(path) = args.midi_in.clone() {
         return render_midi(&args, &path);
     }
-    let seconds = args.seconds.unwrap_or(60.0);
-    if !(seconds > 0.0 && seconds <= 24.0 * 3600.0) {
-        bail!("--seconds must be between 0 and 86400, got {seconds}");
-    }
+    let seconds = args.length_s().unwrap_or(60.0);
+    check_length(seconds)?;
     let preset = PresetId::from_name(&args.preset).with_context(|| {
         format!(
             "unknown preset {:?}; known: {}",
@@ -95,14 +115,7 @@ pub fn render(args: RenderArgs) -> anyhow::Result<()> {
         .context("invalid parameters")?;
 
     let total_frames = (seconds * f64::from(SAMPLE_RATE)).round() as u64;
-    let spec = hound::WavSpec {
-        channels: 2,
-        sample_rate: SAMPLE_RATE,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut wav = hound::WavWriter::create(&args.out, spec)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    let mut out = Export::create(&args.out)?;
 
     let started = Instant::now();
     let mut composer = Composer::new(args.seed, params);
@@ -130,12 +143,10 @@ pub fn render(args: RenderArgs) -> anyhow::Result<()> {
         }
         synth.render_chunk(&mut chunk);
         let frames = (total_frames - written).min(CHUNK_FRAMES as u64) as usize;
-        for &s in &chunk[..frames * 2] {
-            wav.write_sample(s).context("writing WAV")?;
-        }
+        out.write(&chunk[..frames * 2])?;
         written += frames as u64;
     }
-    wav.finalize().context("finishing WAV")?;
+    out.finish()?;
     let took = started.elapsed().as_secs_f64();
     tracing::info!(
         out = %args.out.display(),
@@ -165,19 +176,10 @@ fn render_midi(args: &RenderArgs, path: &std::path::Path) -> anyhow::Result<()> 
     let params = Params::from_preset(preset, args.seed);
     let mut synth = synthesizer(args, params.to_station())?;
     let file_s = notes.end_frame as f64 / f64::from(SAMPLE_RATE) + MIDI_TAIL_S;
-    let seconds = args.seconds.unwrap_or(file_s);
-    if !(seconds > 0.0 && seconds <= 24.0 * 3600.0) {
-        bail!("--seconds must be between 0 and 86400, got {seconds}");
-    }
+    let seconds = args.length_s().unwrap_or(file_s);
+    check_length(seconds)?;
     let total_frames = (seconds * f64::from(SAMPLE_RATE)).round() as u64;
-    let spec = hound::WavSpec {
-        channels: 2,
-        sample_rate: SAMPLE_RATE,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut wav = hound::WavWriter::create(&args.out, spec)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    let mut out = Export::create(&args.out)?;
     let started = Instant::now();
     let mut queued = notes.events.iter().peekable();
     let mut chunk = [0i16; CHUNK_SAMPLES];
@@ -191,12 +193,10 @@ fn render_midi(args: &RenderArgs, path: &std::path::Path) -> anyhow::Result<()> 
         }
         synth.render_chunk(&mut chunk);
         let frames = (total_frames - written).min(CHUNK_FRAMES as u64) as usize;
-        for &s in &chunk[..frames * 2] {
-            wav.write_sample(s).context("writing WAV")?;
-        }
+        out.write(&chunk[..frames * 2])?;
         written += frames as u64;
     }
-    wav.finalize().context("finishing WAV")?;
+    out.finish()?;
     let took = started.elapsed().as_secs_f64();
     tracing::info!(
         midi_in = %path.display(),

@@ -62,7 +62,8 @@ where
         // Drain what the server says (errors, close), so only the attack itself is hostile.
         let reader = tokio::spawn(async move { while let Some(Ok(_)) = stream.next().await {} });
         let run = attack(sink, Arc::clone(&tally));
-        // Until the server closes it (a flooder is closed after FLOOD_CLOSE_AFTER) or the attack ends.
+        // Until the server closes it (a flooder is closed after FLOOD_CLOSE_AFTER or
+        // FRAME_FLOOD_CLOSE_AFTER) or the attack ends.
         let _ = tokio::time::timeout(ATTACK + Duration::from_secs(5), run).await;
         if reader.is_finished() {
             tally.closed_by_server.fetch_add(1, Ordering::Relaxed);
@@ -316,14 +317,11 @@ fn hostile_clients_do_not_disturb_normal_listeners() {
     );
 }
 
-/// KNOWN BUG (reported to the lead, not fixed here: daemon source): streamd never closes a TCP
-/// connection that sends no request, or never finishes its request headers. `axum::serve` in
-/// `streamd/src/server.rs::run` has no header-read / idle timeout, and `WS_MAX_CONNECTIONS` only
-/// counts upgraded WebSockets, so such sockets hold an fd each until RLIMIT_NOFILE (slowloris).
-/// Measured: 300 half-open sockets, streamd fds 12 -> 312, none closed after 65 s.
-/// Ignored so CI stays green until the fix; run with `--ignored`.
+/// streamd closes a TCP connection that sends no request, or never finishes its request headers,
+/// after `HEADER_READ_TIMEOUT` (10 s; `streamd/src/server.rs::serve_http`), so half-open sockets
+/// cannot hold an fd each until RLIMIT_NOFILE (slowloris). Before the fix: 300 half-open sockets,
+/// streamd fds 12 -> 312, none closed after 65 s.
 #[test]
-#[ignore = "KNOWN BUG: streamd keeps half-open connections forever (no header-read timeout)"]
 fn half_open_connections_are_closed_eventually() {
     let launcher = Launcher::up_with(&common::unique_namespace("halfopen"), &[]);
     launcher.wait_ready(Duration::from_secs(60));

@@ -55,6 +55,10 @@ pub struct Args {
     /// Serve `/metrics` (`false` answers it 404, like composer and synthd without an endpoint).
     #[arg(long, env = "METRICS_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
     pub metrics_enabled: bool,
+
+    /// Relay of Ogg/Opus feeds to an Icecast server (`--icecast`, `--icecast-mount`).
+    #[command(flatten)]
+    pub icecast: crate::icecast::IcecastArgs,
 }
 
 fn parse_tier(text: &str) -> Result<Tier, String> {
@@ -78,6 +82,7 @@ impl Default for Args {
             allowed_origins: None,
             initial_tier: Tier::Normal,
             metrics_enabled: true,
+            icecast: crate::icecast::IcecastArgs::default(),
         }
     }
 }
@@ -134,7 +139,24 @@ pub const CONTROL_BURST: f64 = 20.0;
 pub const CONTROL_RATE: f64 = 5.0;
 
 /// A client still being rate limited this long after its first refused message is closed (1008).
-pub const FLOOD_CLOSE_AFTER: Duration = Duration::from_secs(10);
+/// Short: reading from a flooder is paused while it is over the limit, so what it sends meanwhile
+/// waits in its own socket buffers, and a browser never sends this many control messages.
+pub const FLOOD_CLOSE_AFTER: Duration = Duration::from_secs(3);
+
+/// WebSocket frames of any kind (text, binary, ping, pong) a connection may send in a burst. Far
+/// above what a browser sends (a few control messages, a report a second, a keep-alive ping).
+pub const FRAME_BURST: f64 = 100.0;
+
+/// Frames per second a connection may sustain; over it reading pauses until the next token.
+pub const FRAME_RATE: f64 = 50.0;
+
+/// A client over the frame rate this long after its first excess frame is closed (1008).
+pub const FRAME_FLOOD_CLOSE_AFTER: Duration = Duration::from_secs(2);
+
+/// A TCP connection that has not sent complete request headers this long after it was accepted
+/// (or after its previous request, when kept alive) is closed: half-open sockets and slowloris
+/// clients cannot hold file descriptors. Browsers send their request at once.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A rate-limited client that sends nothing refused for this long is no longer flooding.
 pub const FLOOD_FORGIVEN_AFTER: Duration = Duration::from_secs(2);

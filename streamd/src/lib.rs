@@ -20,6 +20,7 @@
 //! | [`ws`] | the WebSocket endpoint: session and writer tasks |
 //! | [`http`] | routes: player files, `/healthz`, `/api/status`, `/api/presets` |
 //! | [`http_stream`] | `/stream/{station}.opus` and `.mp3`: Icecast-style HTTP streams |
+//! | [`icecast`] | source client: relays a station's Ogg/Opus feed to Icecast (`--icecast`) |
 //! | [`compressed`] | per station and format: encode once while listened to, burst, fan-out |
 //! | [`encode`] | Opus (libopus, Ogg, 44.1 -> 48 kHz), MP3 (LAME) |
 //! | [`operator`] | `POST /api/stations/{id}/params` behind a bearer token |
@@ -34,6 +35,7 @@ pub mod directory;
 pub mod encode;
 pub mod http;
 pub mod http_stream;
+pub mod icecast;
 pub mod limits;
 pub mod metrics;
 pub mod operator;

@@ -1,12 +1,16 @@
-//! Admission limits: the token bucket on each connection's control messages (with the flood rule
-//! that closes a client that keeps exceeding it) and the Origin allow-list of WebSocket upgrades.
+//! Admission limits: the token buckets on each connection's control messages and on all its
+//! frames (with the flood rule that closes a client that keeps exceeding one), the cap on TCP
+//! connections, and the Origin allow-list of WebSocket upgrades.
 
 use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
 use axum::http::header;
 
-use crate::config::{CONTROL_BURST, CONTROL_RATE, FLOOD_CLOSE_AFTER, FLOOD_FORGIVEN_AFTER};
+use crate::config::{
+    CONTROL_BURST, CONTROL_RATE, FLOOD_CLOSE_AFTER, FLOOD_FORGIVEN_AFTER, FRAME_BURST,
+    FRAME_FLOOD_CLOSE_AFTER, FRAME_RATE,
+};
 
 /// Token bucket: `capacity` tokens, refilled at `rate` per second, one per message.
 #[derive(Clone, Debug)]
@@ -64,26 +68,44 @@ pub enum Admission {
     Close,
 }
 
-/// The control-message limit of one connection.
+/// A token bucket with the flood rule: a client still refused `close_after` after the first
+/// refusal of a flood is closed; [`FLOOD_FORGIVEN_AFTER`] without a refusal ends the flood. One per
+/// connection for its control messages ([`FloodLimiter::control`]) and one for all its frames
+/// ([`FloodLimiter::frames`]).
 #[derive(Clone, Debug)]
-pub struct ControlLimiter {
+pub struct FloodLimiter {
     bucket: TokenBucket,
+    /// How long a flood may last before the client is closed.
+    close_after: Duration,
     /// First refusal of the current flood.
     flooding_since: Option<Instant>,
     /// Latest refusal.
     last_refusal: Option<Instant>,
 }
 
-impl ControlLimiter {
-    /// With the gateway's limits ([`CONTROL_BURST`], [`CONTROL_RATE`]).
-    pub fn new(now: Instant) -> Self {
-        Self::with(TokenBucket::new(CONTROL_BURST, CONTROL_RATE, now))
+impl FloodLimiter {
+    /// Control messages: [`CONTROL_BURST`], [`CONTROL_RATE`], closed after [`FLOOD_CLOSE_AFTER`].
+    pub fn control(now: Instant) -> Self {
+        Self::with(
+            TokenBucket::new(CONTROL_BURST, CONTROL_RATE, now),
+            FLOOD_CLOSE_AFTER,
+        )
     }
 
-    /// With a given bucket.
-    pub fn with(bucket: TokenBucket) -> Self {
+    /// Every incoming frame, pings and pongs included: [`FRAME_BURST`], [`FRAME_RATE`], closed
+    /// after [`FRAME_FLOOD_CLOSE_AFTER`].
+    pub fn frames(now: Instant) -> Self {
+        Self::with(
+            TokenBucket::new(FRAME_BURST, FRAME_RATE, now),
+            FRAME_FLOOD_CLOSE_AFTER,
+        )
+    }
+
+    /// With a given bucket and flood length.
+    pub fn with(bucket: TokenBucket, close_after: Duration) -> Self {
         Self {
             bucket,
+            close_after,
             flooding_since: None,
             last_refusal: None,
         }
@@ -102,7 +124,7 @@ impl ControlLimiter {
         }
         self.last_refusal = Some(now);
         let since = *self.flooding_since.get_or_insert(now);
-        if now.saturating_duration_since(since) > FLOOD_CLOSE_AFTER {
+        if now.saturating_duration_since(since) > self.close_after {
             Admission::Close
         } else {
             Admission::Refuse
@@ -113,6 +135,15 @@ impl ControlLimiter {
     pub fn retry_after(&self) -> Duration {
         self.bucket.wait_time()
     }
+}
+
+/// Most TCP connections served at once (upgraded WebSockets and plain HTTP together) for a cap of
+/// `ws_max` WebSockets: a quarter more plus 64, room for page loads, status polls and upgrades
+/// refused with 503 while the WebSockets are at their cap. Connections over it are closed as
+/// soon as they are accepted.
+pub fn tcp_connection_cap(ws_max: u32) -> usize {
+    let ws_max = ws_max as usize;
+    ws_max + ws_max / 4 + 64
 }
 
 /// Which browser origins may open a WebSocket.
@@ -220,7 +251,7 @@ mod tests {
     #[test]
     fn a_persistent_flood_is_closed_a_pause_is_forgiven() {
         let t0 = Instant::now();
-        let mut l = ControlLimiter::new(t0);
+        let mut l = FloodLimiter::control(t0);
         let at = |ms: u64| t0 + Duration::from_millis(ms);
         for _ in 0..20 {
             assert_eq!(l.admit(t0), Admission::Accept);
@@ -228,15 +259,46 @@ mod tests {
         assert_eq!(l.admit(at(1)), Admission::Refuse);
         // Quiet for 3 s: the flood is forgiven, the bucket refilled.
         assert_eq!(l.admit(at(3_000)), Admission::Accept);
-        // Flood 100/s for 11 s.
-        let mut last = Admission::Accept;
+        // Flood 100/s: closed a little over FLOOD_CLOSE_AFTER after the first refusal.
+        let mut closed_at = None;
         for i in 0..1_100 {
-            last = l.admit(at(3_000 + i * 10));
-            if last == Admission::Close {
+            if l.admit(at(3_000 + i * 10)) == Admission::Close {
+                closed_at = Some(3_000 + i * 10);
                 break;
             }
         }
-        assert_eq!(last, Admission::Close);
+        let closed_at = closed_at.expect("closed");
+        assert!(
+            (6_000..6_300).contains(&closed_at),
+            "closed at {closed_at} ms"
+        );
+    }
+
+    #[test]
+    fn frames_at_a_browser_rate_pass_a_ping_flood_is_closed_after_two_seconds() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut browser = FloodLimiter::frames(t0);
+        // 20 frames a second for a minute.
+        assert!((0..1_200).all(|i| browser.admit(at(i * 50)) == Admission::Accept));
+        // A flooder read only when a token is due (reading pauses meanwhile) is still flooding.
+        let mut flooder = FloodLimiter::frames(t0);
+        let mut now = t0;
+        let closed = loop {
+            match flooder.admit(now) {
+                Admission::Close => break now.duration_since(t0),
+                Admission::Accept => {}
+                Admission::Refuse => now += flooder.retry_after(),
+            }
+            assert!(now < at(10_000), "never closed");
+        };
+        assert!(closed > FRAME_FLOOD_CLOSE_AFTER && closed < Duration::from_secs(3));
+    }
+
+    #[test]
+    fn the_tcp_cap_leaves_room_above_the_websocket_cap() {
+        assert_eq!(tcp_connection_cap(10_000), 12_564);
+        assert!(tcp_connection_cap(1) > 1);
     }
 
     #[test]

@@ -4,17 +4,23 @@
 use std::future::Future;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::{Semaphore, oneshot, watch};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 
-use crate::config::{Args, CLOSE_GRACE, SOCKET_SEND_BUFFER};
+use crate::config::{Args, CLOSE_GRACE, HEADER_READ_TIMEOUT, SOCKET_SEND_BUFFER};
 use crate::directory::StationDirectory;
-use crate::limits::OriginPolicy;
+use crate::limits::{OriginPolicy, tcp_connection_cap};
 use crate::operator::OperatorToken;
 use crate::protocol::Tier;
 use crate::shutdown::{self, Phase};
@@ -72,6 +78,7 @@ pub async fn run(
     let max_connections = args.max_connections.max(1);
     let connections = Arc::new(Semaphore::new(max_connections as usize));
     let (phase_tx, phase_rx) = watch::channel(Phase::Running);
+    let stats = Arc::new(GatewayStats::default());
     let state = AppState {
         directory: Arc::clone(&directory),
         connections: Arc::clone(&connections),
@@ -80,13 +87,18 @@ pub async fn run(
         started: Instant::now(),
         client_dir: args.client_dir.clone(),
         next_conn_id: Arc::new(AtomicU64::new(1)),
-        stats: Arc::new(GatewayStats::default()),
+        stats: Arc::clone(&stats),
         operator_token: args.operator_token.clone(),
         origins: Arc::new(OriginPolicy::from_list(args.allowed_origins.as_deref())),
         initial_tier: args.initial_tier,
         compressed: Arc::default(),
         metrics_enabled: args.metrics_enabled,
     };
+    // Icecast relays: one more listener of each relayed station's Ogg/Opus feed.
+    if let Some((icecast, relays)) = args.icecast.plan().map_err(anyhow::Error::msg)? {
+        let (directory, feeds) = (Arc::clone(&directory), Arc::clone(&state.compressed));
+        crate::icecast::spawn(&icecast, relays, directory, feeds, state.phase.clone());
+    }
     let app = crate::http::router(state);
     tracing::info!(
         addr = %listener.local_addr()?,
@@ -98,25 +110,16 @@ pub async fn run(
     let notifier = crate::metrics::notify_ready("listening");
 
     let (stop_accepting, stop_accepting_rx) = oneshot::channel::<()>();
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
-        // Audio messages are written whole: no reason to hold their tail back (Nagle).
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
-        }
-        // A bounded send buffer (instead of autotuning up to 4 MiB) caps kernel memory per
-        // listener and makes a client that stops reading visible to the tier controller within
-        // about half a second of audio.
-        if let Err(error) = socket2::SockRef::from(&*tcp).set_send_buffer_size(SOCKET_SEND_BUFFER) {
-            tracing::debug!(%error, "cannot set the socket send buffer size");
-        }
-    });
-    let mut server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stop_accepting_rx.await;
-            })
-            .await
-    });
+    let tcp_slots = Arc::new(Semaphore::new(tcp_connection_cap(max_connections)));
+    let mut server = tokio::spawn(serve_http(
+        listener,
+        app,
+        tcp_slots,
+        Arc::clone(&stats),
+        async {
+            let _ = stop_accepting_rx.await;
+        },
+    ));
 
     let failed = tokio::select! {
         () = shutdown => None,
@@ -125,7 +128,7 @@ pub async fn run(
     if let Some(result) = failed {
         phase_tx.send_replace(Phase::Closing);
         stop_directory(&directory).await;
-        result.context("server task panicked")??;
+        result.context("server task panicked")?;
         anyhow::bail!("server stopped unexpectedly");
     }
 
@@ -156,8 +159,8 @@ pub async fn run(
         tracing::warn!("some connections did not close in time; dropping them");
     }
     match tokio::time::timeout(CLOSE_GRACE, &mut server).await {
-        Ok(Ok(Err(error))) => tracing::warn!(%error, "server ended with an error"),
-        Ok(_) => {}
+        Ok(Err(error)) => tracing::warn!(%error, "server task panicked"),
+        Ok(Ok(())) => {}
         Err(_) => {
             tracing::warn!("HTTP connections still open after the grace period; aborting them");
             server.abort();
@@ -166,6 +169,155 @@ pub async fn run(
     stop_directory(&directory).await;
     tracing::info!("streamd stopped");
     Ok(())
+}
+
+/// The accept loop: serves each accepted TCP connection with HTTP/1 (WebSocket upgrades included)
+/// until `stop` completes, then stops accepting, lets the connections still in HTTP finish their
+/// request and returns when they have (upgraded WebSockets are the drain's business).
+///
+/// Two defences the WebSocket cap alone lacks: a connection must send complete request headers
+/// within [`HEADER_READ_TIMEOUT`] (half-open sockets, slowloris), and at most `slots` TCP
+/// connections are held at once, upgraded or not; one over is closed as soon as it is accepted.
+async fn serve_http(
+    listener: TcpListener,
+    app: axum::Router,
+    slots: Arc<Semaphore>,
+    stats: Arc<GatewayStats>,
+    stop: impl Future<Output = ()>,
+) {
+    // Each connection task holds a receiver: `closing.closed()` completes when they have all ended
+    // (the drain pattern of mini-redis and `axum::serve`).
+    let (closing, closing_rx) = watch::channel(());
+    let mut stop = std::pin::pin!(stop);
+    let mut backoff = ACCEPT_BACKOFF_MIN;
+    loop {
+        let tcp = tokio::select! {
+            () = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => {
+                    backoff = ACCEPT_BACKOFF_MIN;
+                    tcp
+                }
+                Err(error) if is_connection_error(&error) => continue,
+                Err(error) => {
+                    // Out of fds or memory: retrying at once would spin.
+                    tracing::warn!(%error, ?backoff, "accept failed; backing off");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                    continue;
+                }
+            }
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            stats.connections_refused.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!("TCP connection closed at once: at the connection cap");
+            drop(tcp);
+            continue;
+        };
+        configure_socket(&tcp);
+        let io = TokioIo::new(CappedStream { tcp, _slot: slot });
+        let service = TowerToHyperService::new(app.clone());
+        let mut closing_rx = closing_rx.clone();
+        tokio::spawn(async move {
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(io, service)
+                .with_upgrades();
+            let mut connection = std::pin::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                _ = closing_rx.changed() => {
+                    // Idle connections close now, a request in progress finishes first.
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = result {
+                tracing::debug!(%error, "HTTP connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    drop(closing_rx);
+    closing.send_replace(());
+    closing.closed().await;
+}
+
+/// Accept errors that concern one connection only: skip it.
+fn is_connection_error(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+    )
+}
+
+/// First and longest pause after an accept error that is not about one connection (EMFILE).
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+fn configure_socket(tcp: &TcpStream) {
+    // Audio messages are written whole: no reason to hold their tail back (Nagle).
+    if let Err(error) = tcp.set_nodelay(true) {
+        tracing::debug!(%error, "cannot set TCP_NODELAY");
+    }
+    // A bounded send buffer (instead of autotuning up to 4 MiB) caps kernel memory per listener
+    // and makes a client that stops reading visible to the tier controller within about half a
+    // second of audio.
+    if let Err(error) = socket2::SockRef::from(tcp).set_send_buffer_size(SOCKET_SEND_BUFFER) {
+        tracing::debug!(%error, "cannot set the socket send buffer size");
+    }
+}
+
+/// An accepted socket with its slot in the TCP connection cap. hyper moves the socket into the
+/// upgraded stream on a WebSocket upgrade, so the slot is held until the WebSocket is dropped.
+#[derive(Debug)]
+struct CappedStream {
+    tcp: TcpStream,
+    /// Given back to the cap when the socket is dropped.
+    _slot: OwnedSemaphorePermit,
+}
+
+impl AsyncRead for CappedStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for CappedStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().tcp).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
+    }
 }
 
 async fn stop_directory(directory: &Arc<StationDirectory>) {

@@ -2,7 +2,8 @@
 //! messages in, the station's chunks out) and a writer task behind a bounded queue, so a slow
 //! socket never blocks the station: the session falls behind the broadcast and resumes at live.
 //! The writer times every audio write (publish to write completion) for the connection's
-//! [`TierController`]; the session rate-limits control messages ([`ControlLimiter`]).
+//! [`TierController`]; the session rate-limits control messages and all incoming frames
+//! ([`FloodLimiter`]), and stops reading from a client while it is over either limit.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -19,7 +20,7 @@ use crate::config::{
     CLIENT_QUEUE, MAX_CLIENT_MESSAGE, PREROLL_CHUNKS, SEND_TIMEOUT, START_TIMEOUT,
 };
 use crate::directory::StationDirectory;
-use crate::limits::{Admission, ControlLimiter};
+use crate::limits::{Admission, FloodLimiter};
 use crate::protocol::{
     EncodedChunk, ErrorCode, Format, ProtocolError, Report, ServerMessage, StatusMessage, Tier,
     parse_client_message,
@@ -130,7 +131,10 @@ where
         conn_id,
         control: ControlState::default(),
         live: None,
-        limiter: ControlLimiter::new(Instant::now()),
+        limiter: FloodLimiter::control(Instant::now()),
+        frames: FloodLimiter::frames(Instant::now()),
+        reading_paused_until: None,
+        flood_closed: false,
         last_limit_notice: None,
         client,
         tiers,
@@ -255,7 +259,15 @@ struct Connection {
     conn_id: u64,
     control: ControlState,
     live: Option<LiveStream>,
-    limiter: ControlLimiter,
+    /// Control messages (text and binary frames): 20 at once, 5 a second.
+    limiter: FloodLimiter,
+    /// Every frame, pings and pongs included, which cost a read (and a pong) even unanswered.
+    frames: FloodLimiter,
+    /// While a client is over a limit, nothing is read from it until then: its frames wait in
+    /// the socket buffers, so TCP throttles the sender instead of our CPU answering it.
+    reading_paused_until: Option<Instant>,
+    /// Set when the connection is being closed for flooding (see [`drain_after_close`]).
+    flood_closed: bool,
     /// When the latest `rate_limited` notice was sent.
     last_limit_notice: Option<Instant>,
     client: Arc<ClientStats>,
@@ -268,6 +280,34 @@ async fn next_event(
 ) -> Result<StationEvent, broadcast::error::RecvError> {
     match live {
         Some(live) => live.events.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// After a close for flooding: reads and drops what the client still sends until its close reply,
+/// for [`CLOSE_DRAIN`] at most. Reading was paused, so the socket holds unread data; dropped with
+/// it the kernel would answer with a reset, and the client could lose our close frame (1008).
+async fn drain_after_close<R>(incoming: &mut R)
+where
+    R: Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
+    let _ = tokio::time::timeout(CLOSE_DRAIN, async {
+        while let Some(Ok(message)) = incoming.next().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// Longest [`drain_after_close`] waits for a flooder's close reply.
+const CLOSE_DRAIN: Duration = Duration::from_secs(1);
+
+/// Completes when a pause in reading (`reading_paused_until`) ends; never while there is none.
+async fn pause_ends(until: Option<Instant>) {
+    match until {
+        Some(until) => tokio::time::sleep_until(until.into()).await,
         None => std::future::pending().await,
     }
 }
@@ -293,6 +333,7 @@ impl Connection {
         }
         loop {
             let starting_until = self.live.as_ref().and_then(|l| l.starting_until);
+            let paused_until = self.reading_paused_until;
             let step = tokio::select! {
                 changed = self.phase.changed() => {
                     let phase = if changed.is_ok() { *self.phase.borrow_and_update() } else { Phase::Closing };
@@ -305,21 +346,29 @@ impl Connection {
                         }
                     }
                 }
-                message = incoming.next() => match message {
+                () = pause_ends(paused_until) => {
+                    self.reading_paused_until = None;
+                    Ok(())
+                }
+                message = incoming.next(), if paused_until.is_none() => match message {
                     None | Some(Ok(Message::Close(_))) => return,
+                    Some(Ok(_)) if !self.admit_frame() => {
+                        self.gateway.flood_closes.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            conn_id = self.conn_id,
+                            "closing a client that kept sending too many frames"
+                        );
+                        let _ = self.close(close_code::POLICY, "too many frames").await;
+                        drain_after_close(incoming).await;
+                        return;
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
                     Some(Ok(Message::Text(text))) if text.len() > MAX_CLIENT_MESSAGE => {
                         let _ = self.close(close_code::SIZE, "message too big").await;
                         return;
                     }
                     Some(Ok(Message::Text(text))) => self.on_text(text.as_str()).await,
-                    Some(Ok(Message::Binary(_))) => {
-                        self.send_error(&ProtocolError::new(
-                            ErrorCode::BinaryNotSupported,
-                            "send control messages as JSON text frames",
-                        ))
-                        .await
-                    }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
+                    Some(Ok(Message::Binary(_))) => self.on_binary().await,
                     Some(Err(error)) => {
                         if is_too_big(&error) {
                             tracing::debug!(conn_id = self.conn_id, "client message too big");
@@ -335,6 +384,9 @@ impl Connection {
                 () = self.out.closed() => return,
             };
             if step.is_err() {
+                if self.flood_closed {
+                    drain_after_close(incoming).await;
+                }
                 return;
             }
         }
@@ -380,12 +432,58 @@ impl Connection {
         .await
     }
 
-    async fn on_text(&mut self, text: &str) -> Result<(), WriterGone> {
+    /// Counts one incoming frame against the frame-rate limit; false when the client has
+    /// exceeded it for too long and must be closed. Over the limit, reading pauses until the next
+    /// token (the frame itself was read already and is still handled).
+    fn admit_frame(&mut self) -> bool {
+        match self.frames.admit(Instant::now()) {
+            Admission::Accept => true,
+            Admission::Refuse => {
+                self.pause_reading(self.frames.retry_after());
+                true
+            }
+            Admission::Close => false,
+        }
+    }
+
+    /// Stops reading from the client for `pause` (or longer, if a pause is already running).
+    fn pause_reading(&mut self, pause: Duration) {
+        let until = Instant::now() + pause;
+        self.reading_paused_until = Some(self.reading_paused_until.map_or(until, |u| u.max(until)));
+    }
+
+    /// A binary frame is a control message the gateway cannot read: rate limited like the others.
+    async fn on_binary(&mut self) -> Result<(), WriterGone> {
+        if !self.admit_control().await? {
+            return Ok(());
+        }
+        self.send_error(&ProtocolError::new(
+            ErrorCode::BinaryNotSupported,
+            "send control messages as JSON text frames",
+        ))
+        .await
+    }
+
+    /// Counts one control message (text or binary frame): `Ok(true)` to handle it. Over the
+    /// limit it is ignored, answered `rate_limited` (once a second at most: answering every
+    /// refused message would let the client amplify its flood into our queue) and reading pauses
+    /// until the bucket has a token; a client that keeps flooding is closed with 1008.
+    async fn admit_control(&mut self) -> Result<bool, WriterGone> {
         match self.limiter.admit(Instant::now()) {
-            Admission::Accept => {}
+            Admission::Accept => Ok(true),
             Admission::Refuse => {
                 self.client.rate_limited.fetch_add(1, Ordering::Relaxed);
                 self.gateway.rate_limited.fetch_add(1, Ordering::Relaxed);
+                let retry_after = self.limiter.retry_after();
+                self.pause_reading(retry_after);
+                let now = Instant::now();
+                if self
+                    .last_limit_notice
+                    .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1))
+                {
+                    return Ok(false);
+                }
+                self.last_limit_notice = Some(now);
                 let error = ProtocolError::new(
                     ErrorCode::RateLimited,
                     format!(
@@ -393,20 +491,10 @@ impl Connection {
                          one was ignored, retry in {} ms",
                         crate::config::CONTROL_BURST,
                         crate::config::CONTROL_RATE,
-                        self.limiter.retry_after().as_millis().max(1)
+                        retry_after.as_millis().max(1)
                     ),
                 );
-                // One notice a second at most while flooding: answering every refused message
-                // would let the client amplify its flood into our queue.
-                let now = Instant::now();
-                if self
-                    .last_limit_notice
-                    .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1))
-                {
-                    return Ok(());
-                }
-                self.last_limit_notice = Some(now);
-                return self.send_error(&error).await;
+                self.send_error(&error).await.map(|()| false)
             }
             Admission::Close => {
                 self.gateway.flood_closes.fetch_add(1, Ordering::Relaxed);
@@ -417,8 +505,15 @@ impl Connection {
                 let _ = self
                     .close(close_code::POLICY, "too many control messages")
                     .await;
-                return Err(WriterGone);
+                self.flood_closed = true;
+                Err(WriterGone)
             }
+        }
+    }
+
+    async fn on_text(&mut self, text: &str) -> Result<(), WriterGone> {
+        if !self.admit_control().await? {
+            return Ok(());
         }
         let plan = parse_client_message(text)
             .and_then(|request| self.control.handle(request, &self.stations));

@@ -968,8 +968,10 @@ fn control_messages_are_rate_limited() {
     ws.get_mut()
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
-    assert!((20..=21).contains(&pongs), "{pongs} pongs");
-    assert_eq!(limited, 1, "one notice for the whole burst");
+    // Over the limit the gateway stops reading until the bucket has a token (200 ms), so the
+    // rest of the burst trickles in: every other message is accepted.
+    assert!((20..=26).contains(&pongs), "{pongs} pongs");
+    assert!((1..=2).contains(&limited), "one notice a second: {limited}");
     // The bucket refills at 5 per second.
     std::thread::sleep(Duration::from_millis(450));
     send(&mut ws, json!({"type": "ping"}));
@@ -977,7 +979,7 @@ fn control_messages_are_rate_limited() {
 }
 
 #[test]
-fn a_client_flooding_for_more_than_ten_seconds_is_closed_with_1008() {
+fn a_client_flooding_for_more_than_three_seconds_is_closed_with_1008() {
     let fixture = Fixture::new("flood");
     let server = Server::with_defaults(&fixture.ns);
     let mut ws = server.connect();
@@ -1002,7 +1004,8 @@ fn a_client_flooding_for_more_than_ten_seconds_is_closed_with_1008() {
         }
     };
     assert_eq!(code, Some(1008));
-    assert!(started.elapsed() > Duration::from_secs(10));
+    assert!(started.elapsed() > Duration::from_secs(3));
+    assert!(started.elapsed() < Duration::from_secs(8));
 }
 
 #[test]

@@ -1,9 +1,12 @@
-//! The torch backend's batched render: N stations of Focus pad voices (composer's Focus preset,
-//! pad part; up to 16 voice slots per station) rendered in one batch per 100 ms chunk, N from 1
-//! doubling to `--max`. Reports ms per chunk (wall time, including the upload of the voice rows
-//! and the copy of the dry stereo back to the host), the stations that keeps in real time, and the
-//! largest N under 50 ms per chunk; then the native engine's stations per core on the same notes
-//! (the full native chain: pad filters, reverb and limiter, one thread, thread CPU time).
+//! The torch backend's batched render, through the daemon's route ([`PadRoute`]): N stations of
+//! Focus pad voices (composer's Focus preset, pad part; up to 16 voice slots per station), their
+//! pads rendered in one batch per 100 ms chunk, N from 1 doubling to `--max`, then each station's
+//! CPU part (pad bus filter, reverb, loudness hold, limiter) in its `StationRenderer`. Reports the
+//! batched render's ms per chunk (wall time, including the upload of the voice rows and the copy
+//! of the dry stereo back to the host), the stations that keeps in real time, the largest N under
+//! 50 ms per chunk, and the host part's ms per chunk for all N stations on one thread; then the
+//! native engine's stations per core on the same notes (the full native chain: pad filters,
+//! reverb and limiter, one thread, thread CPU time).
 //!
 //! ```text
 //! scripts/install-torch.sh   # then export what it prints
@@ -19,7 +22,7 @@ use composer::{Composer, Params, PresetId};
 use shm_proto::{CHUNK_FRAMES, CHUNK_SAMPLES, NoteEvent, Part};
 use synthd::StationRenderer;
 use synthd::device::{TorchDevice, batch_size};
-use synthd::torch::{PadEngine, cuda_available};
+use synthd::torch::{PadEngine, PadRoute, cuda_available};
 
 /// Chunks rendered before timing (voices build up: the Focus pads enter within a few seconds).
 const WARMUP: usize = 30;
@@ -96,30 +99,48 @@ fn main() {
         batch_size(),
         a.chunks
     );
-    println!("stations | ms per chunk (mean) | p99 | stations in real time");
+    println!(
+        "stations | device ms per chunk (mean) | p99 | stations in real time | host ms per chunk (mean, one thread)"
+    );
     let mut best_under_50 = 0;
     let mut n = 1;
     while n <= a.max {
-        let mut engine = PadEngine::new(a.device, n, batch_size()).expect("engine");
+        let engine = PadEngine::new(a.device, n, batch_size()).expect("engine");
+        let mut route = PadRoute::new(engine, n);
+        let mut renderers: Vec<StationRenderer> = (0..n)
+            .map(|s| {
+                let params = Params::from_preset(PresetId::FOCUS, 1000 + (s as u64 % SEEDS));
+                StationRenderer::new(params.to_station())
+            })
+            .collect();
         let mut next = vec![0usize; n];
-        let mut out = vec![0.0f32; n * CHUNK_SAMPLES];
+        let mut out = [0i16; CHUNK_SAMPLES];
         let mut times = Vec::with_capacity(a.chunks);
+        let mut host_ms = 0.0;
         for chunk in 0..total {
             let t0 = Instant::now();
-            for s in 0..n {
+            for (s, r) in renderers.iter_mut().enumerate() {
                 let song = &songs[s % SEEDS as usize];
-                let end = engine.voices().clock(s) + CHUNK_FRAMES as u64;
+                let end = r.clock() + CHUNK_FRAMES as u64;
                 while next[s] < song.len() && song[next[s]].at_frame < end {
-                    engine.voices_mut().note_on(s, &song[next[s]]);
+                    route.push_event(s, r, &song[next[s]]);
                     next[s] += 1;
                 }
+                route.stage(s, r.clock());
             }
-            engine.render(&mut out).expect("render");
+            route.render().expect("render");
+            let t1 = Instant::now();
+            for (s, r) in renderers.iter_mut().enumerate() {
+                route.render_station(s, r, &mut out);
+                std::hint::black_box(&out);
+            }
+            route.clear();
             if chunk >= WARMUP {
-                times.push(t0.elapsed().as_secs_f64() * 1e3);
+                times.push((t1 - t0).as_secs_f64() * 1e3);
+                host_ms += t1.elapsed().as_secs_f64() * 1e3;
             }
         }
-        std::hint::black_box(&out);
+        let host_ms = host_ms / a.chunks as f64;
         times.sort_by(f64::total_cmp);
         let mean = times.iter().sum::<f64>() / times.len() as f64;
         let p99 = times[(times.len() * 99 / 100).min(times.len() - 1)];
@@ -128,7 +149,7 @@ fn main() {
         } else {
             "falls behind".into()
         };
-        println!("{n:>8} | {mean:>19.2} | {p99:>7.2} | {real_time}");
+        println!("{n:>8} | {mean:>26.2} | {p99:>7.2} | {real_time:>21} | {host_ms:.2}");
         if p99 < 50.0 {
             best_under_50 = n;
         }

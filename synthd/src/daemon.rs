@@ -92,6 +92,14 @@ const SUSTAIN_OVERLAP: u64 = 2 * shm_proto::SAMPLE_RATE as u64;
 /// Notes of the remembered pad chord.
 const CHORD_MAX: usize = 8;
 
+/// The torch backend's route for the stations' pads (`device.rs`): present while it runs.
+#[cfg(feature = "torch")]
+type Route = crate::torch::PadRoute;
+/// No torch backend in this build: there is never a route.
+#[cfg(not(feature = "torch"))]
+#[derive(Debug)]
+enum Route {}
+
 /// One station being rendered.
 #[derive(Debug)]
 struct Station {
@@ -199,15 +207,34 @@ impl Station {
         }
     }
 
+    /// Queues `ev`: through the torch route when there is one (pad notes go to its engine), else
+    /// into the renderer. `false` when the renderer's queue is full.
+    fn push(&mut self, route: &mut Option<Route>, ev: &NoteEvent) -> bool {
+        match route {
+            #[cfg(feature = "torch")]
+            Some(route) => route.push_event(self.index as usize, &mut self.renderer, ev),
+            _ => self.renderer.push_event(ev),
+        }
+    }
+
+    /// True when this station's pads go through the torch route.
+    fn routed(&self, route: &Option<Route>) -> bool {
+        match route {
+            #[cfg(feature = "torch")]
+            Some(route) => route.routes(self.index as usize, &self.renderer),
+            _ => false,
+        }
+    }
+
     /// Moves the events due before the end of the next chunk from composer's queue into the
-    /// renderer (they are in time order).
-    fn drain_events(&mut self) {
+    /// renderer, or the torch route (they are in time order).
+    fn drain_events(&mut self, route: &mut Option<Route>) {
         let end = self.renderer.clock() + CHUNK_FRAMES as u64;
         while let Some(ev) = self.consumer.peek() {
             if ev.at_frame >= end {
                 break;
             }
-            if !self.renderer.push_event(&ev) {
+            if !self.push(route, &ev) {
                 self.stats.deferred_events.fetch_add(1, Ordering::Relaxed);
                 break;
             }
@@ -217,7 +244,7 @@ impl Station {
     }
 
     /// Composer dead or stalled and nothing left to play: re-trigger the last pad chord softly.
-    fn sustain_if_needed(&mut self, ns: &Namespace, stall: Duration) {
+    fn sustain_if_needed(&mut self, ns: &Namespace, stall: Duration, route: &mut Option<Route>) {
         let health = self.consumer.producer_health(stall);
         if health == WriterHealth::Alive {
             self.sustain_next = 0;
@@ -246,7 +273,8 @@ impl Station {
             warn!(station = %self.name, ?health, "composer away and nothing queued: sustaining the last chord");
         }
         let (instrument, velocity) = self.chord_voice;
-        for &pitch in &self.chord[..self.chord_len] {
+        let chord = self.chord;
+        for &pitch in &chord[..self.chord_len] {
             let ev = NoteEvent {
                 at_frame: clock,
                 duration_frames: SUSTAIN_FRAMES as u32,
@@ -257,19 +285,24 @@ impl Station {
                 bar: 0,
                 _reserved: 0,
             };
-            self.renderer.push_event(&ev);
+            self.push(route, &ev);
         }
         self.last_note_end = clock + SUSTAIN_FRAMES;
         self.sustain_next = clock + SUSTAIN_FRAMES - SUSTAIN_OVERLAP;
     }
 
     /// Renders and publishes the next chunk.
-    fn render_one(&mut self) {
-        self.drain_events();
+    fn render_one(&mut self, route: &mut Option<Route>) {
+        self.drain_events(route);
         let t0 = Instant::now();
         self.renderer.render_chunk(&mut self.chunk);
         self.stats
             .record(t0.elapsed(), self.renderer.voices_active());
+        self.publish();
+    }
+
+    /// Publishes the rendered chunk.
+    fn publish(&mut self) {
         self.writer
             .publish(&self.chunk, self.params, self.generation);
         self.consumer.set_clock(self.renderer.clock());
@@ -293,8 +326,9 @@ pub fn run_daemon(args: DaemonArgs, shutdown: Arc<AtomicBool>) -> anyhow::Result
         slots = args.slots,
         "synthd starting"
     );
-    // Held to the end: the torch engine keeps its device memory reserved.
-    let device = crate::device::start(args.device);
+    // Held to the end (the status line); the torch engine moves into the route below.
+    #[cfg_attr(not(feature = "torch"), allow(unused_mut))]
+    let mut device = crate::device::start(args.device);
     let soundfont = match &args.soundfont {
         Some(path) => {
             let bank = SoundFontBank::load(path)?;
@@ -307,6 +341,9 @@ pub fn run_daemon(args: DaemonArgs, shutdown: Arc<AtomicBool>) -> anyhow::Result
         return Ok(());
     };
     info!("attached to the control block");
+    let mut route = pad_route(&mut device, &control, soundfont.is_some());
+    // Positions in `stations` of the stations staged for the torch route's render.
+    let mut staged: Vec<usize> = Vec::with_capacity(control.capacity() as usize);
     // systemd: READY=1 once rendering, WATCHDOG=1 from this loop, STOPPING=1 on the way out.
     let mut notifier = auralis_ops::Notifier::from_env();
     let mut ready = false;
@@ -325,6 +362,7 @@ pub fn run_daemon(args: DaemonArgs, shutdown: Arc<AtomicBool>) -> anyhow::Result
                 soundfont.as_ref(),
                 &mut stations,
                 &mut failed,
+                &mut route,
             );
         }
         if !ready {
@@ -336,7 +374,7 @@ pub fn run_daemon(args: DaemonArgs, shutdown: Arc<AtomicBool>) -> anyhow::Result
         }
         notifier.watchdog();
         for st in &mut stations {
-            st.sustain_if_needed(&ns, stall);
+            st.sustain_if_needed(&ns, stall, &mut route);
             let mut due = st.due(st.writer.next_seq(), lead);
             let now = Instant::now();
             if now > due + MAX_BEHIND {
@@ -346,10 +384,18 @@ pub fn run_daemon(args: DaemonArgs, shutdown: Arc<AtomicBool>) -> anyhow::Result
                 st.base_seq = st.writer.next_seq();
                 due = st.due(st.base_seq, lead);
             }
+            if st.routed(&route) {
+                // Rendered below, with every other due station, in one batch.
+                continue;
+            }
             while Instant::now() >= due && !shutdown.load(Ordering::Relaxed) {
-                st.render_one();
+                st.render_one(&mut route);
                 due = st.due(st.writer.next_seq(), lead);
             }
+        }
+        render_routed(&mut stations, &mut route, &mut staged, lead, &shutdown);
+        for st in &mut stations {
+            let due = st.due(st.writer.next_seq(), lead);
             st.stats
                 .set_ahead((due + lead).saturating_duration_since(Instant::now()));
             if st.last_beat.elapsed() > Duration::from_millis(500) {
@@ -398,6 +444,93 @@ pub fn run_daemon(args: DaemonArgs, shutdown: Arc<AtomicBool>) -> anyhow::Result
     Ok(())
 }
 
+/// The torch route for the pads, when the torch backend runs (and no SoundFont plays the notes).
+#[cfg_attr(not(feature = "torch"), allow(unused_variables))]
+fn pad_route(
+    device: &mut crate::device::Started,
+    control: &ControlBlock,
+    soundfont: bool,
+) -> Option<Route> {
+    #[cfg(feature = "torch")]
+    {
+        let engine = device.engine.take()?;
+        if soundfont {
+            info!("the SoundFont plays every station: the torch backend stays idle");
+            return None;
+        }
+        let capacity = control.capacity() as usize;
+        info!(
+            stations = capacity,
+            "pads of every station rendered by the torch backend"
+        );
+        Some(crate::torch::PadRoute::new(engine, capacity))
+    }
+    #[cfg(not(feature = "torch"))]
+    None
+}
+
+/// Renders every routed station whose chunk is due: one batched torch render of their pads per
+/// round, then each station's CPU part, rounds repeating while a station is still due (catching
+/// up). A torch error is logged once and ends the route: from then on every station renders on
+/// the native engine (the pads sounding in the engine are lost; pads start again with the next
+/// pad notes).
+// Without the torch feature there is no route and this does nothing.
+#[cfg_attr(not(feature = "torch"), allow(unused_variables, clippy::ptr_arg))]
+fn render_routed(
+    stations: &mut [Station],
+    route: &mut Option<Route>,
+    staged: &mut Vec<usize>,
+    lead: Duration,
+    shutdown: &AtomicBool,
+) {
+    #[cfg(feature = "torch")]
+    while !shutdown.load(Ordering::Relaxed) {
+        staged.clear();
+        for (k, st) in stations.iter_mut().enumerate() {
+            if st.routed(route) && Instant::now() >= st.due(st.writer.next_seq(), lead) {
+                st.drain_events(route);
+                if let Some(r) = route.as_mut() {
+                    r.stage(st.index as usize, st.renderer.clock());
+                }
+                staged.push(k);
+            }
+        }
+        let Some(r) = route.as_mut() else { return };
+        if staged.is_empty() {
+            return;
+        }
+        let t0 = Instant::now();
+        let result = r.render();
+        let batch_share = t0.elapsed() / staged.len() as u32;
+        match result {
+            Ok(()) => {
+                for (j, &k) in staged.iter().enumerate() {
+                    let st = &mut stations[k];
+                    let t1 = Instant::now();
+                    r.render_station(j, &mut st.renderer, &mut st.chunk);
+                    st.stats
+                        .record(t1.elapsed() + batch_share, st.renderer.voices_active());
+                    st.publish();
+                }
+                r.clear();
+            }
+            Err(e) => {
+                warn!(error = %e, "the torch backend failed; every station renders on the native engine from now on");
+                *route = None;
+                crate::device::set_device_memory(0);
+                for &k in staged.iter() {
+                    let st = &mut stations[k];
+                    let t1 = Instant::now();
+                    st.renderer.render_chunk(&mut st.chunk);
+                    st.stats.record(t1.elapsed(), st.renderer.voices_active());
+                    st.publish();
+                }
+                return;
+            }
+        }
+    }
+}
+
 /// Attaches to the control block, retrying every 100 ms until composer has created it; `None`
 /// if shutdown was requested first.
 fn attach_control(ns: &Namespace, shutdown: &AtomicBool) -> Option<ControlBlock> {
@@ -417,7 +550,9 @@ fn attach_control(ns: &Namespace, shutdown: &AtomicBool) -> Option<ControlBlock>
     None
 }
 
-/// Opens new stations, drops removed ones, applies parameter changes.
+/// Opens new stations (starting their torch voices afresh), drops removed ones, applies
+/// parameter changes.
+#[cfg_attr(not(feature = "torch"), allow(unused_variables))]
 fn sync_stations(
     control: &ControlBlock,
     ns: &Namespace,
@@ -425,6 +560,7 @@ fn sync_stations(
     soundfont: Option<&SoundFontBank>,
     stations: &mut Vec<Station>,
     failed: &mut Vec<(u32, Instant)>,
+    route: &mut Option<Route>,
 ) {
     let table = control.stations();
     stations.retain(|st| {
@@ -456,6 +592,12 @@ fn sync_stations(
         match Station::open(ns, slot, args.slots, soundfont) {
             Ok(st) => {
                 info!(station = %st.name, index = st.index, seq = st.base_seq, "rendering station");
+                #[cfg(feature = "torch")]
+                if let Some(route) = route.as_mut() {
+                    if route.routes(st.index as usize, &st.renderer) {
+                        route.open(st.index as usize, st.renderer.clock());
+                    }
+                }
                 stations.push(st);
             }
             Err(e) => {

@@ -186,20 +186,28 @@ impl Limiter {
     }
 }
 
-/// Largest magnitude in `l` and `r`: eight running maxima (element-wise, so it vectorises; a
-/// single running `max` is a serial reduction the compiler may not reorder).
+/// Largest magnitude in `l` and `r` (NaN ignored): eight running maxima (element-wise, so it
+/// vectorises; a single running `max` is a serial reduction the compiler may not reorder).
 fn block_peak(l: &[f32], r: &[f32]) -> f32 {
+    // `if m < v { v } else { m }` rather than `f32::max`: the same result here (the maxima start
+    // at 0 and a NaN `v` leaves them), and one `maxps` where `max`'s NaN rule costs a compare and
+    // a blend per vector.
+    #[inline(always)]
+    fn keep_max(m: &mut f32, v: f32) {
+        let v = v.abs();
+        *m = if *m < v { v } else { *m };
+    }
     let mut acc = [0.0f32; 8];
     for x in [l, r] {
         let chunks = x.chunks_exact(8);
         let rest = chunks.remainder();
         for c in chunks {
-            for k in 0..8 {
-                acc[k] = acc[k].max(c[k].abs());
+            for (m, &v) in acc.iter_mut().zip(c) {
+                keep_max(m, v);
             }
         }
-        for (k, v) in rest.iter().enumerate() {
-            acc[k] = acc[k].max(v.abs());
+        for (m, &v) in acc.iter_mut().zip(rest) {
+            keep_max(m, v);
         }
     }
     acc.iter().fold(0.0f32, |m, &v| m.max(v))

@@ -173,26 +173,76 @@ impl LoudnessHold {
     /// Measures a segment of the output (already multiplied by [`Self::gain`]) that starts `f0`
     /// frames into its grid block; at the end of a grid block, moves the gain for the next one.
     pub fn measure(&mut self, f0: usize, l: &[f32], r: &[f32]) {
-        debug_assert!(f0 + l.len() <= BLOCK && r.len() == l.len());
-        for (i, (&xl, &xr)) in l.iter().zip(r).enumerate() {
+        let n = l.len();
+        assert!(f0 + n <= BLOCK && r.len() == n);
+        // Frames up to the first detector-sample boundary, then whole 4-frame sums (one
+        // detector sample each, its frames added in the same order), then what is left: the
+        // same additions a frame-by-frame loop makes, without its per-frame branch.
+        let head = ((DECIMATION - f0 % DECIMATION) % DECIMATION).min(n);
+        for (&xl, &xr) in l[..head].iter().zip(&r[..head]) {
             self.acc[0] += xl;
             self.acc[1] += xr;
-            if (f0 + i) % DECIMATION == DECIMATION - 1 {
-                let mut y = f32x4::from([self.acc[0], self.acc[1], 0.0, 0.0]);
-                for f in &mut self.filters {
-                    y = f.tick(y);
-                }
-                // Flush under ~3e-18 (-350 dBFS, the reverb's anti-denormal floor) to zero, so the
-                // square below cannot be subnormal in silence.
-                let q = f32x4::splat(SQUARE_FLUSH);
-                y = (y + q) - q;
-                self.energy += y * y;
-                self.acc = [0.0; 2];
+        }
+        if head > 0 && (f0 + head) % DECIMATION == 0 {
+            self.detect();
+        }
+        let (l, r) = (&l[head..], &r[head..]);
+        // Four detector samples at a time: a transpose puts frame k of each 4-frame sum in one
+        // vector, so the four sums (each `((0 + x0) + x1) + x2) + x3`, as below) run side by side.
+        let (ql, qr) = (
+            l.chunks_exact(4 * DECIMATION),
+            r.chunks_exact(4 * DECIMATION),
+        );
+        let (l, r) = (ql.remainder(), qr.remainder());
+        // Past the head the frames start a detector sample, so the running sums are zero.
+        debug_assert!(n == head || self.acc == [0.0; 2]);
+        for (ql, qr) in ql.zip(qr) {
+            let sums = |x: &[f32]| {
+                let [c0, c1, c2, c3] = f32x4::transpose([0, 4, 8, 12].map(|k| {
+                    let v: [f32; 4] = x[k..k + 4].try_into().expect("four frames");
+                    f32x4::new(v)
+                }));
+                ((((f32x4::ZERO + c0) + c1) + c2) + c3).to_array()
+            };
+            let (sl, sr) = (sums(ql), sums(qr));
+            for (al, ar) in sl.into_iter().zip(sr) {
+                self.acc = [al, ar];
+                self.detect();
             }
         }
-        if f0 + l.len() == BLOCK {
+        let (gl, gr) = (l.chunks_exact(DECIMATION), r.chunks_exact(DECIMATION));
+        let (tl, tr) = (gl.remainder(), gr.remainder());
+        for (gl, gr) in gl.zip(gr) {
+            let [mut al, mut ar] = self.acc;
+            for (&xl, &xr) in gl.iter().zip(gr) {
+                al += xl;
+                ar += xr;
+            }
+            self.acc = [al, ar];
+            self.detect();
+        }
+        for (&xl, &xr) in tl.iter().zip(tr) {
+            self.acc[0] += xl;
+            self.acc[1] += xr;
+        }
+        if f0 + n == BLOCK {
             self.end_block();
         }
+    }
+
+    /// One detector sample: K-weights the 4-frame sums and adds their squares to the block.
+    #[inline(always)]
+    fn detect(&mut self) {
+        let mut y = f32x4::from([self.acc[0], self.acc[1], 0.0, 0.0]);
+        for f in &mut self.filters {
+            y = f.tick(y);
+        }
+        // Flush under ~3e-18 (-350 dBFS, the reverb's anti-denormal floor) to zero, so the
+        // square below cannot be subnormal in silence.
+        let q = f32x4::splat(SQUARE_FLUSH);
+        y = (y + q) - q;
+        self.energy += y * y;
+        self.acc = [0.0; 2];
     }
 
     /// Closes a grid block: counts its material energy into the window unless gated, and steps the

@@ -59,6 +59,9 @@ pub struct StationRenderer {
     /// SoundFont instruments replacing the built-in ones (`--soundfont`); they bring their own
     /// reverb and chorus, so the master then only limits.
     sf2: Option<Box<SoundFontVoices>>,
+    /// The filter on pads rendered by the torch backend (see [`Self::render_chunk_with_external_pads`]).
+    #[cfg(feature = "torch")]
+    pad_bus: crate::torch::PadBus,
 }
 
 impl StationRenderer {
@@ -82,6 +85,8 @@ impl StationRenderer {
             chunk: vec![0.0; CHUNK_SAMPLES].into_boxed_slice(),
             dropped: 0,
             sf2: None,
+            #[cfg(feature = "torch")]
+            pad_bus: crate::torch::PadBus::new(b),
         }
     }
 
@@ -179,8 +184,35 @@ impl StationRenderer {
         self.chunk = buf;
     }
 
+    /// Renders the next chunk with the station's pads rendered elsewhere: `pads` is their dry sum
+    /// (interleaved stereo, [`CHUNK_SAMPLES`] samples, the torch backend's output for this chunk),
+    /// which goes through the station's pad bus filter ([`crate::torch::PadBus`]) and onto the dry
+    /// bus with the station's other voices, before the reverb and the master. The caller gives
+    /// the pad notes to the torch engine instead of [`Self::push_event`]; pad voices that reach
+    /// this renderer anyway still play natively.
+    #[cfg(feature = "torch")]
+    pub fn render_chunk_with_external_pads(
+        &mut self,
+        pads: &[f32],
+        out: &mut [i16; CHUNK_SAMPLES],
+    ) {
+        assert_eq!(pads.len(), CHUNK_SAMPLES, "one chunk of stereo pads");
+        let mut buf = std::mem::take(&mut self.chunk);
+        self.render_segments(&mut buf, Some(pads));
+        for (o, &x) in out.iter_mut().zip(buf.iter()) {
+            *o = to_i16(x);
+        }
+        self.chunk = buf;
+    }
+
     /// Renders `out.len() / 2` frames of interleaved stereo f32 (length must be even).
     pub fn render_f32(&mut self, out: &mut [f32]) {
+        self.render_segments(out, None);
+    }
+
+    /// [`Self::render_f32`], with `pads` (as long as `out`) mixed in as the station's pads when
+    /// given (torch builds only; always `None` otherwise).
+    fn render_segments(&mut self, out: &mut [f32], pads: Option<&[f32]>) {
         debug_assert!(
             out.len() % 2 == 0,
             "interleaved stereo needs an even length"
@@ -207,7 +239,7 @@ impl StationRenderer {
                 // Note-offs still pending are after the clock (due ones were sent above).
                 n = n.min((off - self.clock).min(BLOCK as u64) as usize);
             }
-            self.render_segment(into_block, n);
+            self.render_segment(into_block, n, pads.map(|p| &p[2 * done..2 * (done + n)]));
             for (i, frame) in out[2 * done..2 * (done + n)]
                 .chunks_exact_mut(2)
                 .enumerate()
@@ -253,8 +285,9 @@ impl StationRenderer {
         }
     }
 
-    /// Renders `n` frames (at most one control block) into the bus and through the master.
-    fn render_segment(&mut self, f0: usize, n: usize) {
+    /// Renders `n` frames (at most one control block) into the bus and through the master, with
+    /// `pads` (interleaved, `n` frames) mixed in when given.
+    fn render_segment(&mut self, f0: usize, n: usize, pads: Option<&[f32]>) {
         let ctx = Ctx {
             tables: self.tables,
             brightness: self.brightness,
@@ -282,6 +315,12 @@ impl StationRenderer {
             }
         }
         self.pads.render(voices, f0, l, r);
+        #[cfg(feature = "torch")]
+        if let Some(pads) = pads {
+            self.pad_bus.mix(f0, self.brightness, pads, l, r);
+        }
+        #[cfg(not(feature = "torch"))]
+        debug_assert!(pads.is_none(), "external pads need the torch feature");
         self.master.process(f0, l, r);
     }
 }

@@ -24,7 +24,7 @@ const LINES: usize = 4;
 /// Delay lengths in frames (mutually prime, 44..80 ms: long enough that four lines still give a
 /// dense set of modes).
 const LENGTHS: [usize; LINES] = [1931, 2473, 3001, 3541];
-/// Rows of the line ring: a power of two above the longest line.
+/// Entries of each line's ring: a power of two above the longest line.
 const RING: usize = 4096;
 /// Allpass diffuser lengths (left channel, right channel), with feedback `DIFFUSE_G`.
 const DIFFUSERS: [[usize; 2]; 2] = [[142, 379], [107, 277]];
@@ -79,11 +79,12 @@ fn allpass_run(buf: &mut [f32], x: &mut [f32]) {
 /// The reverb state.
 #[derive(Debug)]
 pub struct Reverb {
-    /// The delay lines in one ring of frames: row `t` holds what every line received at
-    /// frame `t` (one contiguous write per frame), and line `i` reads row `t - LENGTHS[i]`.
-    /// `RING` rows plus a mirror of the first `MAX_BLOCK`, so a block's reads never wrap.
-    ring: Box<[[f32; LINES]]>,
-    /// Row of the next frame.
+    /// The delay lines, one ring each: entry `t` of line `i` is what the line received at frame
+    /// `t`, read back `LENGTHS[i]` frames later. `RING` entries plus a mirror of the first
+    /// `MAX_BLOCK`, so a block's reads and writes are contiguous (a block is four contiguous
+    /// vectors per line, transposed in registers, rather than a gather per frame).
+    lines: [Box<[f32]>; LINES],
+    /// Entry of the next frame.
     write: usize,
     /// Damping low-pass state per line.
     damp_state: [f32; LINES],
@@ -103,6 +104,26 @@ pub struct Reverb {
     input: [[f32; MAX_BLOCK]; 2],
 }
 
+/// The block's reads of one line (`n` entries from `read`) and the block's writes (`n` entries
+/// from `write`), which never overlap: every line is longer than a block.
+#[inline(always)]
+fn read_write(line: &mut [f32], read: usize, write: usize, n: usize) -> (&[f32], &mut [f32]) {
+    if read < write {
+        let (a, b) = line.split_at_mut(write);
+        (&a[read..read + n], &mut b[..n])
+    } else {
+        let (a, b) = line.split_at_mut(read);
+        (&b[..n], &mut a[write..write + n])
+    }
+}
+
+/// Four consecutive entries of a slice as a vector.
+#[inline(always)]
+fn load4(x: &[f32], f: usize) -> f32x4 {
+    let a: [f32; 4] = x[f..f + 4].try_into().expect("four entries");
+    f32x4::new(a)
+}
+
 impl Reverb {
     /// A reverb with decay time `rt60` seconds and damping low-pass at `damp_hz`.
     pub fn new(rt60: f32, damp_hz: f32) -> Self {
@@ -111,7 +132,7 @@ impl Reverb {
             *g = 10f32.powf(-3.0 * d as f32 / (rt60 * SAMPLE_RATE as f32));
         }
         Reverb {
-            ring: vec![[0.0f32; LINES]; RING + MAX_BLOCK].into_boxed_slice(),
+            lines: [0; LINES].map(|_| vec![0.0f32; RING + MAX_BLOCK].into_boxed_slice()),
             write: 0,
             damp_state: [0.0; LINES],
             damp: one_pole_coef(damp_hz),
@@ -126,13 +147,15 @@ impl Reverb {
 
     /// Processes up to [`MAX_BLOCK`] stereo frames; writes the wet signal into `wet_l`/`wet_r`.
     ///
-    /// Every delay in the loop is longer than the block, so the block first reads all the line
-    /// outputs it needs, runs the per-frame network on all lines at once (damping, Householder
-    /// mixing), and writes the new line inputs back. Each frame computes exactly what a
-    /// frame-by-frame loop would, so block boundaries never change the output.
+    /// Every delay in the loop is longer than the block, so the block reads all the line outputs
+    /// it needs at once and runs the network four frames at a time: the damping recursion on a
+    /// vector of the four lines per frame (the only serial chain, with the input high-pass beside
+    /// it), everything else on vectors of four frames per line (outputs, Householder mixing, the
+    /// lines' new inputs). Each frame computes exactly what a frame-by-frame loop would, with the
+    /// same operations in the same order, so block boundaries never change the output.
     pub fn process(&mut self, l: &[f32], r: &[f32], wet_l: &mut [f32], wet_r: &mut [f32]) {
         let n = l.len();
-        debug_assert!(n <= MAX_BLOCK && r.len() == n && wet_l.len() == n && wet_r.len() == n);
+        assert!(n <= MAX_BLOCK && r.len() == n && wet_l.len() == n && wet_r.len() == n);
         // Input: diffuse (the high-pass, being linear and time-invariant too, runs in the loop).
         for (ch, x) in [l, r].into_iter().enumerate() {
             let buf = &mut self.input[ch][..n];
@@ -143,60 +166,105 @@ impl Reverb {
                 ap.process(buf);
             }
         }
-        // Where each line's outputs for the block start: the ring's mirrored tail makes every
-        // read of up to a block contiguous.
-        let starts = LENGTHS.map(|len| (self.write + RING - len) & (RING - 1));
-        // One SSE vector per frame: lane i is line i. The input high-pass runs in lanes too
-        // (left in lanes 0-1, right in 2-3, the lines each channel feeds), so its recursion
-        // overlaps the damping's instead of adding to it.
-        let keep = f32x4::splat(1.0 - self.damp);
-        let damp = f32x4::splat(self.damp);
+        // Each line's outputs for the block, and where its new inputs go: the mirrored tail
+        // makes both contiguous (writes past `RING` are copied to the front below).
+        let w0 = self.write;
+        let [l0, l1, l2, l3] = &mut self.lines;
+        let (x0, o0) = read_write(l0, (w0 + RING - LENGTHS[0]) & (RING - 1), w0, n);
+        let (x1, o1) = read_write(l1, (w0 + RING - LENGTHS[1]) & (RING - 1), w0, n);
+        let (x2, o2) = read_write(l2, (w0 + RING - LENGTHS[2]) & (RING - 1), w0, n);
+        let (x3, o3) = read_write(l3, (w0 + RING - LENGTHS[3]) & (RING - 1), w0, n);
+        let (in_l, in_r) = (&self.input[0][..n], &self.input[1][..n]);
+        let (keep_s, damp_s, os, hk, hc) = (
+            1.0 - self.damp,
+            self.damp,
+            self.out_scale,
+            1.0 - self.hp,
+            self.hp,
+        );
+        let keep = f32x4::splat(keep_s);
+        let damp = f32x4::splat(damp_s);
         let gain = f32x4::new(self.gain);
-        let hp_keep = f32x4::splat(1.0 - self.hp);
-        let hp_c = f32x4::splat(self.hp);
+        let out_scale = f32x4::splat(os);
+        let half = f32x4::splat(0.5);
         let tiny = f32x4::splat(ANTI_DENORMAL);
         let mut ds = f32x4::new(self.damp_state);
-        let [hl, hr] = self.hp_state;
-        let mut hp = f32x4::new([hl, hl, hr, hr]);
-        for f in 0..n {
-            let x = f32x4::new([
-                self.ring[starts[0] + f][0],
-                self.ring[starts[1] + f][1],
-                self.ring[starts[2] + f][2],
-                self.ring[starts[3] + f][3],
-            ]);
-            ds = keep * ds + damp * x;
-            let y = ds * gain;
+        let [mut hl, mut hr] = self.hp_state;
+        let full = n - n % 4;
+        for f in (0..full).step_by(4) {
+            // Lane i = line i, one vector per frame, for the damping recursion...
+            let xs = f32x4::transpose([load4(x0, f), load4(x1, f), load4(x2, f), load4(x3, f)]);
+            let mut ys = [f32x4::ZERO; 4];
+            for (y, x) in ys.iter_mut().zip(xs) {
+                ds = keep * ds + damp * x;
+                *y = ds * gain;
+            }
+            // ...then lane k = frame f + k, one vector per line, for the rest.
+            let [y0, y1, y2, y3] = f32x4::transpose(ys);
             // Lines 0-1 feed the left output, 2-3 the right; their sums also give the
             // Householder reflection `x - (2/4) sum(x)` (orthogonal, and only one reduction).
-            let [y0, y1, y2, y3] = y.to_array();
             let (sum_l, sum_r) = (y0 + y1, y2 + y3);
-            wet_l[f] = self.out_scale * sum_l;
-            wet_r[f] = self.out_scale * sum_r;
-            let (il, ir) = (self.input[0][f], self.input[1][f]);
-            let v = f32x4::new([il, il, ir, ir]) + tiny;
-            hp = hp_keep * hp + hp_c * v;
-            let reflect = f32x4::splat(0.5 * (sum_l + sum_r));
-            // The lines' new inputs: one row, written where the block's rows go (and into the
-            // mirror when it is one of the first `MAX_BLOCK`).
-            let row = (y - reflect + (v - hp + tiny)).to_array();
-            let w = (self.write + f) & (RING - 1);
-            self.ring[w] = row;
-            if w < MAX_BLOCK {
-                self.ring[w + RING] = row;
+            wet_l[f..f + 4].copy_from_slice(&(out_scale * sum_l).to_array());
+            wet_r[f..f + 4].copy_from_slice(&(out_scale * sum_r).to_array());
+            let reflect = half * (sum_l + sum_r);
+            // The input high-pass (one-pole low-pass subtracted), left and right.
+            let (vl, vr) = (load4(in_l, f) + tiny, load4(in_r, f) + tiny);
+            let (va, vb) = (vl.to_array(), vr.to_array());
+            let (mut pl, mut pr) = ([0.0f32; 4], [0.0f32; 4]);
+            for k in 0..4 {
+                hl = hk * hl + hc * va[k];
+                hr = hk * hr + hc * vb[k];
+                pl[k] = hl;
+                pr[k] = hr;
             }
+            let dl = (vl - f32x4::new(pl)) + tiny;
+            let dr = (vr - f32x4::new(pr)) + tiny;
+            // The lines' new inputs.
+            o0[f..f + 4].copy_from_slice(&((y0 - reflect) + dl).to_array());
+            o1[f..f + 4].copy_from_slice(&((y1 - reflect) + dl).to_array());
+            o2[f..f + 4].copy_from_slice(&((y2 - reflect) + dr).to_array());
+            o3[f..f + 4].copy_from_slice(&((y3 - reflect) + dr).to_array());
+        }
+        // The last frames of a block that is not a multiple of four: the same operations, one
+        // frame at a time.
+        let tiny_s = ANTI_DENORMAL;
+        for f in full..n {
+            let x = f32x4::new([x0[f], x1[f], x2[f], x3[f]]);
+            ds = keep * ds + damp * x;
+            let [y0, y1, y2, y3] = (ds * gain).to_array();
+            let (sum_l, sum_r) = (y0 + y1, y2 + y3);
+            wet_l[f] = os * sum_l;
+            wet_r[f] = os * sum_r;
+            let reflect = 0.5 * (sum_l + sum_r);
+            let (vl, vr) = (in_l[f] + tiny_s, in_r[f] + tiny_s);
+            hl = hk * hl + hc * vl;
+            hr = hk * hr + hc * vr;
+            let (dl, dr) = ((vl - hl) + tiny_s, (vr - hr) + tiny_s);
+            o0[f] = (y0 - reflect) + dl;
+            o1[f] = (y1 - reflect) + dl;
+            o2[f] = (y2 - reflect) + dr;
+            o3[f] = (y3 - reflect) + dr;
         }
         self.damp_state = ds.to_array();
-        let h = hp.to_array();
-        self.hp_state = [h[0], h[2]];
-        self.write = (self.write + n) & (RING - 1);
+        self.hp_state = [hl, hr];
+        // Keep the mirror: entries written past `RING` belong at the front, and entries written
+        // at the front are mirrored past `RING`.
+        for line in &mut self.lines {
+            if w0 + n > RING {
+                line.copy_within(RING..w0 + n, 0);
+            } else if w0 < MAX_BLOCK {
+                let end = (w0 + n).min(MAX_BLOCK);
+                line.copy_within(w0..end, RING + w0);
+            }
+        }
+        self.write = (w0 + n) & (RING - 1);
     }
 
     /// True if any recursive state holds a subnormal number (tests use this to prove the
     /// anti-denormal offset works).
     pub fn has_subnormal_state(&self) -> bool {
         let sub = |v: &f32| v.is_subnormal();
-        self.ring.iter().flatten().any(sub)
+        self.lines.iter().any(|l| l.iter().any(sub))
             || self.damp_state.iter().any(sub)
             || self.hp_state.iter().any(sub)
             || self

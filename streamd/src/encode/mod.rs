@@ -133,4 +133,81 @@ impl ChunkEncoder {
             Self::Mp3(e) => e.finish(),
         }
     }
+
+    /// An encoder for a file (`auralis render`): as [`Self::new`], but an Ogg/Opus file skips
+    /// the resampler's delay too, so with [`Self::finish_with`] it decodes to exactly the
+    /// samples given.
+    pub fn for_file(codec: Codec) -> Result<Self, EncodeError> {
+        Ok(match codec {
+            Codec::Opus => Self::Opus(Box::new(ogg::OggOpusEncoder::for_file()?)),
+            Codec::Mp3 => Self::Mp3(Box::new(mp3::Mp3Encoder::new()?)),
+        })
+    }
+
+    /// Ends the stream after `tail` (interleaved stereo s16, less than one chunk): the last
+    /// Ogg pages, the final one flagged end-of-stream with the exact final granule position;
+    /// or the tail's MP3 frames and LAME's flush.
+    pub fn finish_with(&mut self, tail: &[i16]) -> Result<Bytes, EncodeError> {
+        match self {
+            Self::Opus(e) => e.finish_with(tail),
+            Self::Mp3(e) => {
+                let mut out = e.encode(tail)?.to_vec();
+                out.extend_from_slice(&e.finish()?);
+                Ok(Bytes::from(out))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Encoding cost per station, for BENCHMARKS.md ("Compressed streams"):
+    /// `cargo test -p streamd --lib encode::tests::encoding_cost -- --ignored --nocapture`.
+    /// (libopus is Debian's optimized build; LAME and rubato are built at opt-level 3 even in
+    /// debug, see the workspace Cargo.toml.)
+    #[test]
+    #[ignore = "measurement, prints figures"]
+    fn encoding_cost() {
+        let chunks = 600; // 60 s of audio
+        let pcm: Vec<Vec<i16>> = (0..chunks)
+            .map(|c| {
+                (0..4410)
+                    .flat_map(|i| {
+                        let t = (c * 4410 + i) as f64 / 44_100.0;
+                        let s = ((t * 220.0 * std::f64::consts::TAU).sin()
+                            + 0.5 * (t * 331.0 * std::f64::consts::TAU).sin()
+                            + 0.25 * (t * 1_760.0 * std::f64::consts::TAU).sin())
+                            * 8_000.0;
+                        [s as i16, (s * 0.8) as i16]
+                    })
+                    .collect()
+            })
+            .collect();
+        for codec in [Codec::Opus, Codec::Mp3] {
+            let mut enc = ChunkEncoder::new(codec).unwrap();
+            let mut bytes = 0;
+            let started = cpu_time();
+            for chunk in &pcm {
+                bytes += enc.encode(chunk).unwrap().len();
+            }
+            let cpu = cpu_time() - started;
+            println!(
+                "{codec:?}: {:.2} ms CPU per 100 ms chunk = {:.2} % of a core per station; {:.1} kbit/s",
+                cpu * 1000.0 / chunks as f64,
+                cpu / (chunks as f64 * 0.1) * 100.0,
+                bytes as f64 * 8.0 / (chunks as f64 * 0.1) / 1000.0,
+            );
+        }
+    }
+
+    /// This thread's CPU time in seconds.
+    fn cpu_time() -> f64 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        let after = stat.rsplit_once(')').unwrap().1;
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+        ticks / 100.0
+    }
 }

@@ -27,6 +27,8 @@ pub struct OggOpusEncoder {
     pending: Vec<f32>,
     /// OpusHead and OpusTags pages.
     header: Bytes,
+    /// 44.1 kHz frames received, to place the end of a file exactly ([`Self::finish_with`]).
+    input_frames: u64,
 }
 
 impl std::fmt::Debug for OggOpusEncoder {
@@ -39,28 +41,40 @@ impl std::fmt::Debug for OggOpusEncoder {
 }
 
 impl OggOpusEncoder {
-    /// A new logical stream; its header pages are ready at once.
+    /// A new logical stream (live); its header pages are ready at once.
     pub fn new() -> Result<Self, EncodeError> {
+        Self::with_delay_trim(false)
+    }
+
+    /// A new logical stream for a file: the resampler's delay is skipped as well as libopus's
+    /// look-ahead, so decoding it gives back exactly the samples given, no more, no less (with
+    /// [`Self::finish_with`]).
+    pub fn for_file() -> Result<Self, EncodeError> {
+        Self::with_delay_trim(true)
+    }
+
+    fn with_delay_trim(trim_resampler: bool) -> Result<Self, EncodeError> {
         let opus = OpusPackets::new()?;
+        let resampler = Resampler48::new()?;
+        let extra = if trim_resampler { resampler.delay() } else { 0 };
+        // OpusHead's pre-skip: libopus's look-ahead, plus the resampler's delay for files (so a
+        // file starts on its first sample; the live stream keeps the shorter one).
+        let pre_skip = u16::try_from(usize::from(opus.pre_skip) + extra).unwrap_or(u16::MAX);
         let serial = stream_serial();
         let mut pages = PacketWriter::new(Cursor::new(Vec::new()));
-        pages.write_packet(
-            opus_head(opus.pre_skip),
-            serial,
-            PacketWriteEndInfo::EndPage,
-            0,
-        )?;
+        pages.write_packet(opus_head(pre_skip), serial, PacketWriteEndInfo::EndPage, 0)?;
         pages.write_packet(opus_tags(), serial, PacketWriteEndInfo::EndPage, 0)?;
         let header = Bytes::from(std::mem::take(pages.inner_mut().get_mut()));
         pages.inner_mut().set_position(0);
         Ok(Self {
-            resampler: Resampler48::new()?,
+            resampler,
             opus,
             pages,
             serial,
             granule: 0,
             pending: Vec::with_capacity(2 * (super::resample::FRAMES_OUT + FRAME)),
             header,
+            input_frames: 0,
         })
     }
 
@@ -71,6 +85,7 @@ impl OggOpusEncoder {
 
     /// One chunk of 44.1 kHz interleaved s16 -> one Ogg page (its packets complete).
     pub fn encode_chunk(&mut self, samples: &[i16]) -> Result<Bytes, EncodeError> {
+        self.input_frames += (samples.len() / 2) as u64;
         self.resampler.process(samples, &mut self.pending)?;
         let packets = self.pending.len() / (2 * FRAME);
         for n in 0..packets {
@@ -90,17 +105,61 @@ impl OggOpusEncoder {
         Ok(self.take_pages())
     }
 
-    /// Ends the logical stream (for files): one last page flagged end-of-stream.
+    /// Ends the logical stream: [`Self::finish_with`] no further samples.
     pub fn finish(&mut self) -> Result<Bytes, EncodeError> {
-        let silence = vec![0.0; 2 * FRAME];
-        let packet = self.opus.encode(&silence)?;
-        self.granule += FRAME as u64;
-        self.pages.write_packet(
-            packet,
-            self.serial,
-            PacketWriteEndInfo::EndStream,
-            self.granule,
-        )?;
+        self.finish_with(&[])
+    }
+
+    /// Ends the logical stream (files) after `tail` (interleaved s16, less than one chunk):
+    /// encodes the tail and enough silence to push every sample given through the resampler and
+    /// libopus's look-ahead, then writes the last page flagged end-of-stream, its granule position
+    /// set so that a decoder stops exactly after the last sample given (RFC 7845 §4.5).
+    pub fn finish_with(&mut self, tail: &[i16]) -> Result<Bytes, EncodeError> {
+        use super::resample::FRAMES_IN;
+        if !tail.is_empty() {
+            self.input_frames += (tail.len() / 2) as u64;
+            self.resampler.process(tail, &mut self.pending)?;
+        }
+        // 48 kHz samples the input stands for (44,100 : 48,000 = 147 : 160), rounded.
+        let real = (self.input_frames * 160 + 73) / 147;
+        // The last input sample leaves libopus after its look-ahead and the resampler's delay.
+        let end = u64::from(self.opus.pre_skip) + self.resampler.delay() as u64 + real;
+        // Push silence through until every sample given is out of the resampler (one chunk is
+        // enough: the delays add up to less than a chunk).
+        for _ in 0..3 {
+            if self.granule + (self.pending.len() / 2) as u64 >= end {
+                break;
+            }
+            self.resampler
+                .process(&[0; 2 * FRAMES_IN], &mut self.pending)?;
+        }
+        let short = self.pending.len() % (2 * FRAME);
+        if short != 0 {
+            self.pending
+                .resize(self.pending.len() + 2 * FRAME - short, 0.0);
+        }
+        let packets = (self.pending.len() / (2 * FRAME)).max(1);
+        if self.pending.is_empty() {
+            self.pending.resize(2 * FRAME, 0.0);
+        }
+        let last_granule = end.max(self.granule);
+        for n in 0..packets {
+            let packet = self
+                .opus
+                .encode(&self.pending[n * 2 * FRAME..(n + 1) * 2 * FRAME])?;
+            self.granule += FRAME as u64;
+            let (end_info, granule) = if n + 1 == packets {
+                (PacketWriteEndInfo::EndStream, last_granule)
+            } else {
+                (
+                    PacketWriteEndInfo::NormalPacket,
+                    self.granule.min(last_granule),
+                )
+            };
+            self.pages
+                .write_packet(packet, self.serial, end_info, granule)?;
+        }
+        self.pending.clear();
         Ok(self.take_pages())
     }
 
@@ -171,5 +230,42 @@ mod tests {
             granules.push(u64::from_le_bytes(page[6..14].try_into().unwrap()));
         }
         assert_eq!(granules, [4800, 9600, 14400]);
+    }
+
+    #[test]
+    fn a_file_ends_with_an_end_of_stream_page_at_the_exact_length() {
+        let mut enc = OggOpusEncoder::for_file().unwrap();
+        let pre_skip = u64::from(u16::from_le_bytes([
+            enc.header[28 + 10],
+            enc.header[28 + 11],
+        ]));
+        assert_eq!(
+            pre_skip,
+            312 + 2400,
+            "look-ahead plus the resampler's delay"
+        );
+        for _ in 0..2 {
+            enc.encode_chunk(&[100; 8820]).unwrap();
+        }
+        let last = enc.finish_with(&[100; 2 * 1000]).unwrap();
+        // Walk to the last page.
+        let mut at = 0;
+        let mut final_page = (0u8, 0u64);
+        while at < last.len() {
+            assert_eq!(&last[at..at + 4], b"OggS");
+            let segments = usize::from(last[at + 26]);
+            let body: usize = last[at + 27..at + 27 + segments]
+                .iter()
+                .map(|&l| usize::from(l))
+                .sum();
+            final_page = (
+                last[at + 5],
+                u64::from_le_bytes(last[at + 6..at + 14].try_into().unwrap()),
+            );
+            at += 27 + segments + body;
+        }
+        assert_eq!(final_page.0 & 0x04, 0x04, "flagged end-of-stream");
+        let frames_in = 2 * 4410 + 1000;
+        assert_eq!(final_page.1 - pre_skip, (frames_in * 160 + 73) / 147);
     }
 }

@@ -40,12 +40,22 @@ impl Resampler48 {
         })
     }
 
-    /// Resamples one chunk (interleaved s16, [`FRAMES_IN`] frames) into `out` (interleaved f32 in
-    /// -1..1, [`FRAMES_OUT`] frames appended).
+    /// Frames (at 48 kHz) by which the output lags the input: the FFT resampler's overlap.
+    pub fn delay(&self) -> usize {
+        self.inner.output_delay()
+    }
+
+    /// Resamples one chunk (interleaved s16, [`FRAMES_IN`] frames; a shorter one, e.g. the end
+    /// of a file, is padded with silence) into `out` (interleaved f32 in -1..1, [`FRAMES_OUT`]
+    /// frames appended).
     pub fn process(&mut self, samples: &[i16], out: &mut Vec<f32>) -> Result<(), EncodeError> {
+        let frames = (samples.len() / 2).min(FRAMES_IN);
         for (i, frame) in samples.chunks_exact(2).take(FRAMES_IN).enumerate() {
             self.input[0][i] = f32::from(frame[0]) / 32_768.0;
             self.input[1][i] = f32::from(frame[1]) / 32_768.0;
+        }
+        for channel in &mut self.input {
+            channel[frames..].fill(0.0);
         }
         let (_, produced) = self
             .inner

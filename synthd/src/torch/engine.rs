@@ -74,6 +74,8 @@ pub struct PadEngine {
     chunk_frames: Tensor,
     /// Host copy of one batch's output, `[batch, CHUNK_FRAMES, 2]`.
     host_out: Tensor,
+    /// `0..stations`: the station list of [`Self::render`].
+    all: Vec<usize>,
     /// Estimated device bytes: persistent tensors plus one batch's working set.
     memory_bytes: u64,
 }
@@ -110,6 +112,7 @@ impl PadEngine {
                 [batch as i64, CHUNK_FRAMES as i64, 2],
                 (Kind::Float, Device::Cpu),
             )?,
+            all: (0..stations).collect(),
             memory_bytes: 0,
         };
         engine.memory_bytes = engine.estimate_memory();
@@ -172,8 +175,24 @@ impl PadEngine {
     /// Renders the next chunk of every station: the dry pad sum, interleaved stereo, station after
     /// station (`stations * CHUNK_SAMPLES` samples), and moves every clock on by a chunk.
     pub fn render(&mut self, out: &mut [f32]) -> Result<(), TorchError> {
+        let all = std::mem::take(&mut self.all);
+        let result = self.render_stations(&all, out);
+        self.all = all;
+        result
+    }
+
+    /// Renders the next chunk of `stations` only (in that order, each at most once), in batches
+    /// of [`Self::batch`]: their dry pad sums, interleaved stereo, station after station
+    /// (`stations.len() * CHUNK_SAMPLES` samples), and moves their clocks on by a chunk. The
+    /// other stations' clocks and voices stay as they are (the daemon renders the stations whose
+    /// chunk is due).
+    pub fn render_stations(
+        &mut self,
+        stations: &[usize],
+        out: &mut [f32],
+    ) -> Result<(), TorchError> {
         let per = CHUNK_FRAMES * 2;
-        let want = self.stations() * per;
+        let want = stations.len() * per;
         if out.len() != want {
             return Err(TorchError::OutputLength {
                 want,
@@ -181,13 +200,11 @@ impl PadEngine {
             });
         }
         let _guard = tch::no_grad_guard();
-        self.voices.reap();
-        let mut first = 0;
-        while first < self.stations() {
-            let n = self.batch.min(self.stations() - first);
+        self.voices.reap(stations);
+        for (k, group) in stations.chunks(self.batch).enumerate() {
+            let n = group.len();
             self.voices.write_rows(
-                first,
-                n,
+                group,
                 &mut self.host_f[..n * SLOTS * F_PARAMS],
                 &mut self.host_i[..n * SLOTS * I_PARAMS],
                 &mut self.host_g0[..n],
@@ -195,11 +212,18 @@ impl PadEngine {
             let result = self.render_batch(n)?;
             let host = self.host_out.f_narrow(0, 0, n as i64)?;
             host.shallow_clone().f_copy_(&result)?;
+            let first = k * self.batch;
             host.f_copy_data(&mut out[first * per..(first + n) * per], n * per)?;
-            first += n;
         }
-        self.voices.advance();
+        self.voices.advance(stations);
         Ok(())
+    }
+
+    /// Gives the engine room for `stations` stations (all silent, clocks at 0), keeping its
+    /// batch and device tensors. Start-up only: it allocates the host voice table.
+    pub fn set_stations(&mut self, stations: usize) {
+        self.voices = VoiceTable::new(stations);
+        self.all = (0..stations).collect();
     }
 
     /// The device render of the first `n` stations' staged rows: `[n, CHUNK_FRAMES, 2]`.

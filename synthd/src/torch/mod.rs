@@ -13,15 +13,23 @@
 //!   and keeps only what the device needs; the host is the only owner of state.
 //! - [`engine`]: [`PadEngine`], the device render: stateless per chunk (phases and envelope ages
 //!   are functions of the frame), pre-allocated per batch of `GPU_BATCH_SIZE` stations.
+//! - [`route`]: [`PadRoute`], the daemon's use of it: pad notes into the engine, one render per
+//!   tick of every due station, each station's block into its renderer.
+//! - [`pad_bus`]: [`PadBus`], the per-station low-pass on the torch pads, on the CPU (what replaces
+//!   the per-voice filters).
 //! - `parity` (tests): the native engine's dry pad path against this one.
 
 pub mod engine;
+pub mod pad_bus;
+pub mod route;
 pub mod voices;
 
 #[cfg(test)]
 mod parity;
 
 pub use engine::{PadEngine, TorchError};
+pub use pad_bus::PadBus;
+pub use route::PadRoute;
 
 /// True when libtorch sees a CUDA device. (`libtorch_cuda.so` is kept linked by build.rs; a
 /// libtorch without it, or a machine without a GPU, reports none.)

@@ -229,30 +229,39 @@ impl VoiceTable {
         true
     }
 
-    /// Frees the slots of voices silent before each station's next chunk.
-    pub fn reap(&mut self) {
-        for (s, clock) in self.clocks.iter().enumerate() {
+    /// Forgets every voice of `station` and continues its timeline at `clock` (a station opened
+    /// or re-opened on this slot).
+    pub fn reset(&mut self, station: usize, clock: u64) {
+        self.voices[station * SLOTS..(station + 1) * SLOTS].fill(PadVoice::default());
+        self.clocks[station] = clock;
+    }
+
+    /// Frees the slots of voices of `stations` silent before their next chunk.
+    pub fn reap(&mut self, stations: &[usize]) {
+        for &s in stations {
+            let clock = self.clocks[s];
             for v in &mut self.voices[s * SLOTS..(s + 1) * SLOTS] {
-                if v.busy && v.busy_until <= *clock {
+                if v.busy && v.busy_until <= clock {
                     v.busy = false;
                 }
             }
         }
     }
 
-    /// Writes the rows of stations `first..first + n` for their next chunk: `f` and `i` take
-    /// `n * SLOTS` rows of [`F_PARAMS`] and [`I_PARAMS`]; `g0` takes each station's grid offset
-    /// (its clock modulo 64), which places the chunk inside the block-aligned frame window.
-    pub fn write_rows(&self, first: usize, n: usize, f: &mut [f32], i: &mut [i64], g0: &mut [i64]) {
+    /// Writes the rows of `stations` (in that order) for their next chunk: `f` and `i` take
+    /// `stations.len() * SLOTS` rows of [`F_PARAMS`] and [`I_PARAMS`]; `g0` takes each station's
+    /// grid offset (its clock modulo 64), which places the chunk inside the block-aligned frame
+    /// window.
+    pub fn write_rows(&self, stations: &[usize], f: &mut [f32], i: &mut [i64], g0: &mut [i64]) {
         let block = crate::voice::BLOCK as u64;
-        for s in 0..n {
-            let clock = self.clocks[first + s];
+        for (s, &station) in stations.iter().enumerate() {
+            let clock = self.clocks[station];
             let off = clock % block;
             g0[s] = off as i64;
             let origin = clock - off;
             for k in 0..SLOTS {
                 let row = s * SLOTS + k;
-                self.voices[(first + s) * SLOTS + k].write_row(
+                self.voices[station * SLOTS + k].write_row(
                     origin,
                     &mut f[row * F_PARAMS..(row + 1) * F_PARAMS],
                     &mut i[row * I_PARAMS..(row + 1) * I_PARAMS],
@@ -261,10 +270,10 @@ impl VoiceTable {
         }
     }
 
-    /// Moves every station's clock on by one chunk.
-    pub fn advance(&mut self) {
-        for c in &mut self.clocks {
-            *c += CHUNK_FRAMES as u64;
+    /// Moves the clocks of `stations` on by one chunk.
+    pub fn advance(&mut self, stations: &[usize]) {
+        for &s in stations {
+            self.clocks[s] += CHUNK_FRAMES as u64;
         }
     }
 }
