@@ -93,7 +93,11 @@ impl Icecast {
         let up = wait_for(Duration::from_secs(10), Duration::from_millis(100), || {
             TcpStream::connect(("127.0.0.1", port)).ok()
         });
-        assert!(up.is_some(), "icecast2 did not listen on {port}: {}", Self::log(dir));
+        assert!(
+            up.is_some(),
+            "icecast2 did not listen on {port}: {}",
+            Self::log(dir)
+        );
         Self {
             child: Some(child),
             dir: dir.to_owned(),
@@ -172,12 +176,15 @@ fn decode_for(url: &str, window: Duration) -> (f64, String) {
                 Ok(n) => bytes += n,
             }
         }
-        bytes
+        // Returned, not dropped: ffmpeg is killed before its output pipe closes, so it does not
+        // report a broken pipe.
+        (bytes, stdout)
     });
-    let bytes = counter.join().unwrap();
+    let (bytes, stdout) = counter.join().unwrap();
     let exited_early = child.try_wait().ok().flatten();
     let _ = child.kill();
     let _ = child.wait();
+    drop(stdout);
     let mut errors = errors.join().unwrap();
     if let Some(status) = exited_early {
         errors.push_str(&format!("\nffmpeg exited early: {status}"));
@@ -241,14 +248,17 @@ fn the_relay_feeds_icecast_and_comes_back_after_icecast_restarts() {
         probe(&mount)
     });
     assert_eq!(
-        back.map(|(c, r, ch)| (c, r, ch)),
+        back,
         Some(("opus".to_owned(), 48_000, 2)),
         "the relay did not come back after Icecast restarted; icecast log:\n{}",
         Icecast::log(&icecast.dir)
     );
     let (seconds, errors) = decode_for(&mount, Duration::from_secs(5));
     assert!(errors.trim().is_empty(), "after the restart:\n{errors}");
-    assert!(seconds >= 4.0, "after the restart only {seconds:.2} s in 5 s");
+    assert!(
+        seconds >= 4.0,
+        "after the restart only {seconds:.2} s in 5 s"
+    );
 
     launcher.terminate(Duration::from_secs(20));
     drop(icecast);

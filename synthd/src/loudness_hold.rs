@@ -187,29 +187,6 @@ impl LoudnessHold {
             self.detect();
         }
         let (l, r) = (&l[head..], &r[head..]);
-        // Four detector samples at a time: a transpose puts frame k of each 4-frame sum in one
-        // vector, so the four sums (each `((0 + x0) + x1) + x2) + x3`, as below) run side by side.
-        let (ql, qr) = (
-            l.chunks_exact(4 * DECIMATION),
-            r.chunks_exact(4 * DECIMATION),
-        );
-        let (l, r) = (ql.remainder(), qr.remainder());
-        // Past the head the frames start a detector sample, so the running sums are zero.
-        debug_assert!(n == head || self.acc == [0.0; 2]);
-        for (ql, qr) in ql.zip(qr) {
-            let sums = |x: &[f32]| {
-                let [c0, c1, c2, c3] = f32x4::transpose([0, 4, 8, 12].map(|k| {
-                    let v: [f32; 4] = x[k..k + 4].try_into().expect("four frames");
-                    f32x4::new(v)
-                }));
-                ((((f32x4::ZERO + c0) + c1) + c2) + c3).to_array()
-            };
-            let (sl, sr) = (sums(ql), sums(qr));
-            for (al, ar) in sl.into_iter().zip(sr) {
-                self.acc = [al, ar];
-                self.detect();
-            }
-        }
         let (gl, gr) = (l.chunks_exact(DECIMATION), r.chunks_exact(DECIMATION));
         let (tl, tr) = (gl.remainder(), gr.remainder());
         for (gl, gr) in gl.zip(gr) {

@@ -32,7 +32,13 @@ pub struct PadBank {
     glass: [usize; crate::pool::POOL_VOICES + crate::pool::FADE_SLOTS],
     /// Number of glass slots.
     glass_len: usize,
+    /// Per-frame voice vectors of the group being rendered, per channel: kept here so a group
+    /// does not zero 2 kB of stack per segment.
+    acc: Box<Acc>,
 }
+
+/// One segment's per-frame voice vectors, per channel (summed across lanes after the loop).
+type Acc = [[f32x4; BLOCK]; 2];
 
 impl Default for PadBank {
     fn default() -> Self {
@@ -48,6 +54,7 @@ impl PadBank {
             warm_len: 0,
             glass: [0; crate::pool::POOL_VOICES + crate::pool::FADE_SLOTS],
             glass_len: 0,
+            acc: Box::new([[f32x4::ZERO; BLOCK]; 2]),
         }
     }
 
@@ -74,12 +81,12 @@ impl PadBank {
     }
 
     /// Renders every pushed voice over grid offsets `f0..f0 + l.len()`, adding onto the bus.
-    pub fn render(&self, voices: &mut [Voice], f0: usize, l: &mut [f32], r: &mut [f32]) {
+    pub fn render(&mut self, voices: &mut [Voice], f0: usize, l: &mut [f32], r: &mut [f32]) {
         for group in self.warm[..self.warm_len].chunks(LANES) {
-            render_group::<false, true>(voices, group, f0, l, r);
+            render_group::<false, true>(voices, group, f0, l, r, &mut self.acc);
         }
         for group in self.glass[..self.glass_len].chunks(LANES) {
-            render_group::<true, true>(voices, group, f0, l, r);
+            render_group::<true, true>(voices, group, f0, l, r, &mut self.acc);
         }
     }
 }
@@ -94,11 +101,19 @@ fn ramp(phase: u32) -> f32 {
     ((phase as i32) >> 8) as f32 * PHASE_SCALE
 }
 
-/// [`ramp`] on four lanes.
+/// [`ramp`] on four lanes, in units of [`PHASE_SCALE`] (an integer-valued float): the oscillators
+/// fold the power-of-two scale into their next constant, which is exact (scaling by a power of
+/// two rounds nothing here), so the results are bit-identical to scaling first and one multiply
+/// per oscillator and frame cheaper.
 #[inline(always)]
-fn ramp4(phase: i32x4) -> f32x4 {
-    (phase >> 8u32).round_float() * f32x4::splat(PHASE_SCALE)
+fn ramp4_unscaled(phase: i32x4) -> f32x4 {
+    (phase >> 8u32).round_float()
 }
+
+/// `PHASE_SCALE^2 = 2^-46`: squared unscaled ramps to squared ramps (exact).
+const PHASE_SCALE_SQ: f32 = PHASE_SCALE * PHASE_SCALE;
+/// `2^46`: squared ramps to squared unscaled ramps (exact).
+const INV_PHASE_SCALE_SQ: f32 = 1.0 / PHASE_SCALE_SQ;
 
 /// Squared ramp one frame before `phase` (the DPW state of a fresh oscillator).
 pub fn dpw_start(phase: u32, inc: u32) -> f32 {
@@ -111,29 +126,32 @@ pub fn dpw_start(phase: u32, inc: u32) -> f32 {
 struct Saw4 {
     phase: i32x4,
     inc: i32x4,
-    /// Previous squared ramp.
+    /// Previous squared ramp, times `2^46` (see [`ramp4_unscaled`]).
     prev: f32x4,
-    /// Derivative scale (times the oscillator's mix).
+    /// Derivative scale (times the oscillator's mix), times `2^-46`.
     scale: f32x4,
 }
 
 impl Saw4 {
+    /// `(x^2 - prev) * scale` of the ramp `x`, computed as `(k^2 - prev') * scale'` with
+    /// `x = k 2^-23`: every rounding sees the same value times a power of two.
     #[inline(always)]
     fn next(&mut self) -> f32x4 {
-        let x = ramp4(self.phase);
+        let k = ramp4_unscaled(self.phase);
         self.phase += self.inc;
-        let q = x * x;
+        let q = k * k;
         let y = (q - self.prev) * self.scale;
         self.prev = q;
         y
     }
 
-    /// The next triangle (same phase; `prev` and `scale` unused).
+    /// The next triangle `1 - 2 |x|` (same phase; `prev` and `scale` unused), with
+    /// `2 |x| = |k| 2^-22` exactly.
     #[inline(always)]
     fn next_triangle(&mut self) -> f32x4 {
-        let x = ramp4(self.phase);
+        let k = ramp4_unscaled(self.phase);
         self.phase += self.inc;
-        f32x4::splat(1.0) - f32x4::splat(2.0) * x.abs()
+        f32x4::splat(1.0) - k.abs() * f32x4::splat(2.0 * PHASE_SCALE)
     }
 }
 
@@ -180,10 +198,11 @@ fn add_lane_sums(acc: &[f32x4], out: &mut [f32]) {
 /// Renders one pad voice alone (tests and single-voice use), adding onto the bus.
 pub fn render_one(v: &mut Voice, f0: usize, l: &mut [f32], r: &mut [f32]) {
     let slots = [0];
+    let acc = &mut [[f32x4::ZERO; BLOCK]; 2];
     if v.instrument == Instrument::GlassPad {
-        render_group::<true, true>(std::slice::from_mut(v), &slots, f0, l, r);
+        render_group::<true, true>(std::slice::from_mut(v), &slots, f0, l, r, acc);
     } else {
-        render_group::<false, true>(std::slice::from_mut(v), &slots, f0, l, r);
+        render_group::<false, true>(std::slice::from_mut(v), &slots, f0, l, r, acc);
     }
 }
 
@@ -192,10 +211,11 @@ pub fn render_one(v: &mut Voice, f0: usize, l: &mut [f32], r: &mut [f32]) {
 /// do not advance.
 pub fn render_one_dry(v: &mut Voice, f0: usize, l: &mut [f32], r: &mut [f32]) {
     let slots = [0];
+    let acc = &mut [[f32x4::ZERO; BLOCK]; 2];
     if v.instrument == Instrument::GlassPad {
-        render_group::<true, false>(std::slice::from_mut(v), &slots, f0, l, r);
+        render_group::<true, false>(std::slice::from_mut(v), &slots, f0, l, r, acc);
     } else {
-        render_group::<false, false>(std::slice::from_mut(v), &slots, f0, l, r);
+        render_group::<false, false>(std::slice::from_mut(v), &slots, f0, l, r, acc);
     }
 }
 
@@ -207,6 +227,7 @@ fn render_group<const GLASS: bool, const FILTERED: bool>(
     f0: usize,
     out_l: &mut [f32],
     out_r: &mut [f32],
+    acc: &mut Acc,
 ) {
     // Gather the voices into lanes (unused lanes stay silent: zero increment, scale and gain).
     let mut phase = [[0i32; LANES]; 3];
@@ -221,12 +242,15 @@ fn render_group<const GLASS: bool, const FILTERED: bool>(
         for o in 0..3 {
             phase[o][k] = v.phase[o] as i32;
             inc[o][k] = v.inc[o] as i32;
-            prev[o][k] = v.dpw[o];
+            prev[o][k] = v.dpw[o] * INV_PHASE_SCALE_SQ;
             // d(ramp^2)/dn is about 4 * ramp * inc / 2^32: scale back to the ramp's amplitude.
             scale[o][k] = 1_073_741_824.0 / v.inc[o].max(1) as f32;
         }
-        // The centre oscillator's mix folds into its scale.
+        // The centre oscillator's mix folds into its scale; then the unscaled ramps' 2^-46.
         scale[1][k] *= v.amp[2];
+        for s in &mut scale {
+            s[k] *= PHASE_SCALE_SQ;
+        }
         (tpt[0][k], tpt[1][k], tpt[2][k]) = v.coefs.tpt();
         for ch in 0..2 {
             (ic[ch][0][k], ic[ch][1][k]) = v.svf[ch].state();
@@ -252,8 +276,7 @@ fn render_group<const GLASS: bool, const FILTERED: bool>(
     let n = out_l.len();
     debug_assert!(f0 + n <= BLOCK);
     // Each frame's four voices are summed after the loop, four frames at a time by a transpose,
-    // out of the recursions' way.
-    let mut acc = [[f32x4::ZERO; BLOCK]; 2];
+    // out of the recursions' way (every frame of `acc[..][..n]` is written before it is read).
     for i in 0..n {
         let idx = f32x4::splat(RAMP_INDEX[f0 + i]);
         let o1 = osc[1].next();
@@ -285,7 +308,7 @@ fn render_group<const GLASS: bool, const FILTERED: bool>(
         let v = &mut voices[slot];
         for o in 0..3 {
             v.phase[o] = phase[o][k] as u32;
-            v.dpw[o] = prev[o][k];
+            v.dpw[o] = prev[o][k] * PHASE_SCALE_SQ;
         }
         for ch in 0..2 {
             v.svf[ch].set_state(ic[ch][0][k], ic[ch][1][k]);
