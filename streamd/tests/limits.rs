@@ -3,168 +3,40 @@
 //! normal listener on the same server keeps receiving contiguous chunks.
 
 use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::thread::JoinHandle;
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use shm_proto::{AudioWriter, CHUNK_SAMPLES, ControlBlock, Namespace, StationParams};
-use tungstenite::{Message, WebSocket};
+use shm_proto::Namespace;
+use tungstenite::Message;
 
-fn params() -> StationParams {
-    StationParams {
-        seed: 7,
-        bpm: 60.0,
-        intensity: 0.5,
-        key: 0,
-        mode: 0,
-        preset: 0,
-        _reserved: 0,
-    }
+mod common;
+use common::{Fixture, Server};
+
+/// The server with the default limits and no drain.
+fn with_defaults(ns: &Namespace) -> Server {
+    Server::start(
+        ns,
+        streamd::Args {
+            drain_secs: 0.0,
+            ..streamd::Args::default()
+        },
+    )
 }
 
-/// Composer + synthd stand-in: one station, a chunk every 100 ms (a minimal copy of `ws.rs`'s).
-struct Fixture {
-    ns: Namespace,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Fixture {
-    fn new(tag: &str) -> Self {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "sdl_{}_{}_{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed),
-            tag
-        );
-        let ns = Namespace::new(&name).expect("namespace");
-        let _ = ns.remove_all();
-        let stop = Arc::new(AtomicBool::new(false));
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let thread = {
-            let (ns, stop) = (ns.clone(), Arc::clone(&stop));
-            std::thread::spawn(move || {
-                let control = ControlBlock::create_or_adopt(&ns, 8).expect("control block");
-                let index = control.ensure_station("focus", params()).expect("station");
-                let mut writer = AudioWriter::create_or_adopt(&ns, index, 8).expect("ring");
-                let samples = [0i16; CHUNK_SAMPLES];
-                writer.publish(&samples, params(), 1);
-                ready_tx.send(()).expect("ready");
-                let mut next = Instant::now();
-                while !stop.load(Ordering::Relaxed) {
-                    writer.publish(&samples, params(), 1);
-                    control.heartbeat();
-                    next += Duration::from_millis(100);
-                    std::thread::sleep(next.saturating_duration_since(Instant::now()));
-                }
-            })
-        };
-        ready_rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("fixture ready");
-        Self {
-            ns,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-        let _ = self.ns.remove_all();
-    }
-}
-
-/// A running `streamd::run` on 127.0.0.1:0.
-struct Server {
-    addr: SocketAddr,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<anyhow::Result<()>>>,
-}
-
-impl Server {
-    fn start(ns: &Namespace, args: streamd::Args) -> Self {
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
-        let ns = ns.clone();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?;
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-                addr_tx.send(listener.local_addr()?)?;
-                streamd::run(listener, args, ns, async {
-                    let _ = shutdown_rx.await;
-                })
-                .await
-            })
-        });
-        let addr = addr_rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("server address");
-        Self {
-            addr,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
-        }
-    }
-
-    fn with_defaults(ns: &Namespace) -> Self {
-        Self::start(
-            ns,
-            streamd::Args {
-                drain_secs: 0.0,
-                ..streamd::Args::default()
-            },
-        )
-    }
-
-    fn connect(&self) -> WebSocket<TcpStream> {
-        let stream = TcpStream::connect(self.addr).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        let (ws, _) =
-            tungstenite::client(format!("ws://{}/ws", self.addr), stream).expect("handshake");
-        ws
-    }
-
-    /// `GET /healthz` on a new connection: the status code, or `None` if the connection was
-    /// closed without an answer.
-    fn healthz(&self) -> Option<u16> {
-        let mut stream = TcpStream::connect(self.addr).ok()?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        stream
-            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .ok()?;
-        let mut response = String::new();
-        let _ = stream.read_to_string(&mut response);
-        response.get(9..12)?.parse().ok()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
+/// `GET /healthz` on a new connection: the status code, or `None` if the connection was closed
+/// without an answer.
+fn healthz(server: &Server) -> Option<u16> {
+    let mut stream = TcpStream::connect(server.addr).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.get(9..12)?.parse().ok()
 }
 
 /// Blocks until the server closes `stream` (EOF or reset); how long that took.
@@ -187,7 +59,7 @@ fn time_until_closed(stream: &mut TcpStream, limit: Duration) -> Duration {
 #[test]
 fn idle_and_unfinished_requests_are_closed_after_the_header_timeout() {
     let fixture = Fixture::new("idle");
-    let server = Server::with_defaults(&fixture.ns);
+    let server = with_defaults(&fixture.ns);
     let mut silent = TcpStream::connect(server.addr).unwrap();
     let mut unfinished = TcpStream::connect(server.addr).unwrap();
     unfinished
@@ -202,7 +74,7 @@ fn idle_and_unfinished_requests_are_closed_after_the_header_timeout() {
     // Started at the same time: closed by now or within a moment.
     time_until_closed(&mut unfinished, Duration::from_secs(2));
     // The server itself is fine.
-    assert_eq!(server.healthz(), Some(200));
+    assert_eq!(healthz(&server), Some(200));
 }
 
 #[test]
@@ -226,12 +98,12 @@ fn tcp_connections_over_the_cap_are_closed_at_once() {
     let mut over = TcpStream::connect(server.addr).unwrap();
     let after = time_until_closed(&mut over, Duration::from_secs(3));
     assert!(after < Duration::from_secs(2), "closed after {after:?}");
-    assert_eq!(server.healthz(), None, "still at the cap");
+    assert_eq!(healthz(&server), None, "still at the cap");
     // A slot given back: served again.
     idle.pop();
     let served = (0..50).any(|_| {
         std::thread::sleep(Duration::from_millis(50));
-        server.healthz() == Some(200)
+        healthz(&server) == Some(200)
     });
     assert!(served, "not served after a slot was freed");
     // The WebSocket kept working meanwhile.
@@ -248,7 +120,7 @@ fn tcp_connections_over_the_cap_are_closed_at_once() {
 #[test]
 fn a_ping_flooder_is_closed_with_1008_and_a_listener_beside_it_is_undisturbed() {
     let fixture = Fixture::new("pingflood");
-    let server = Server::with_defaults(&fixture.ns);
+    let server = with_defaults(&fixture.ns);
     let mut listener = server.connect();
     listener
         .send(Message::text(r#"{"type":"control","action":"start"}"#))
