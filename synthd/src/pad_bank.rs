@@ -197,25 +197,24 @@ fn add_lane_sums(acc: &[f32x4], out: &mut [f32]) {
 
 /// Renders one pad voice alone (tests and single-voice use), adding onto the bus.
 pub fn render_one(v: &mut Voice, f0: usize, l: &mut [f32], r: &mut [f32]) {
-    let slots = [0];
-    let acc = &mut [[f32x4::ZERO; BLOCK]; 2];
-    if v.instrument == Instrument::GlassPad {
-        render_group::<true, true>(std::slice::from_mut(v), &slots, f0, l, r, acc);
-    } else {
-        render_group::<false, true>(std::slice::from_mut(v), &slots, f0, l, r, acc);
-    }
+    render_alone::<true>(v, f0, l, r);
 }
 
 /// [`render_one`] without the filters: the oscillators times the envelope and gain lines, the
 /// dry path the torch backend mirrors (its parity test compares the two). The filter states
 /// do not advance.
 pub fn render_one_dry(v: &mut Voice, f0: usize, l: &mut [f32], r: &mut [f32]) {
+    render_alone::<false>(v, f0, l, r);
+}
+
+/// One voice as a group of one, with or without the filters.
+fn render_alone<const FILTERED: bool>(v: &mut Voice, f0: usize, l: &mut [f32], r: &mut [f32]) {
     let slots = [0];
     let acc = &mut [[f32x4::ZERO; BLOCK]; 2];
     if v.instrument == Instrument::GlassPad {
-        render_group::<true, false>(std::slice::from_mut(v), &slots, f0, l, r, acc);
+        render_group::<true, FILTERED>(std::slice::from_mut(v), &slots, f0, l, r, acc);
     } else {
-        render_group::<false, false>(std::slice::from_mut(v), &slots, f0, l, r, acc);
+        render_group::<false, FILTERED>(std::slice::from_mut(v), &slots, f0, l, r, acc);
     }
 }
 

@@ -92,8 +92,6 @@ pub struct Reverb {
     damp: f32,
     /// Decay gain per line for the RT60.
     gain: [f32; LINES],
-    /// Output scale (four lines per channel).
-    out_scale: f32,
     /// Input high-pass (one-pole low-pass subtracted) state per channel: keeps bass out of the tail.
     hp_state: [f32; 2],
     /// Input high-pass coefficient.
@@ -137,7 +135,6 @@ impl Reverb {
             damp_state: [0.0; LINES],
             damp: one_pole_coef(damp_hz),
             gain,
-            out_scale: OUT_SCALE,
             hp_state: [0.0; 2],
             hp: one_pole_coef(120.0),
             diffusers: DIFFUSERS.map(|lens| lens.map(Allpass::new)),
@@ -178,7 +175,7 @@ impl Reverb {
         let (keep_s, damp_s, os, hk, hc) = (
             1.0 - self.damp,
             self.damp,
-            self.out_scale,
+            OUT_SCALE,
             1.0 - self.hp,
             self.hp,
         );

@@ -207,7 +207,7 @@ impl Voice {
         if from != 0 {
             instrument.control(self, ctx);
         }
-        let target = self.gain_target(ctx);
+        let target = self.gain_target();
         self.gain = target;
         if from != 0 {
             self.env.plan(from);
@@ -216,7 +216,7 @@ impl Voice {
     }
 
     /// Gain per channel the instrument wants at the end of this control block.
-    fn gain_target(&self, _ctx: &Ctx) -> [f32; 2] {
+    fn gain_target(&self) -> [f32; 2] {
         let t = self.instrument.tremolo(self);
         [
             self.level * self.pan[0] * (1.0 + t),
@@ -249,7 +249,7 @@ impl Voice {
             }
             self.ctl_from = 0;
             self.instrument.control(self, ctx);
-            let target = self.gain_target(ctx);
+            let target = self.gain_target();
             self.env.plan(0);
             self.set_amp_ramp(0, self.gain, target);
             self.gain = target;
