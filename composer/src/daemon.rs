@@ -10,7 +10,6 @@
 //! Process-wide concerns (signals, logging) belong to the caller: the `composer` binary and the
 //! `auralis` launcher both call [`run_daemon`] and stop it through the shared flag.
 
-use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -119,7 +118,7 @@ impl StationRunner {
         slot: &StationSlot,
         queue_capacity: u32,
         is_default: bool,
-        parent: Option<(&str, Composer)>,
+        parent: Option<(&str, &Composer)>,
     ) -> anyhow::Result<Self> {
         let params = Params::from_station(&slot.params).context("station parameters")?;
         let producer = EventProducer::create_or_adopt(ns, slot.index, queue_capacity)
@@ -191,7 +190,7 @@ impl StationRunner {
     fn tick(&mut self, lead_frames: u64) -> anyhow::Result<()> {
         self.flush()?;
         let target = self.producer.consumer_clock() + lead_frames;
-        let mut bar = Vec::with_capacity(64);
+        let mut bar = Vec::new(); // allocates only when a bar is composed
         while self.pending.is_empty() && self.composer.composed_until_frame() < target {
             bar.clear();
             self.composer.next_bar(&mut bar);
@@ -300,35 +299,30 @@ pub fn run_daemon(args: DaemonArgs, shutdown: Arc<AtomicBool>) -> anyhow::Result
 
         for slot in &slots {
             let index = slot.index;
-            let parent = if runners.contains_key(&index) {
-                None
-            } else {
-                fork_parent(&runners, slot)
-            };
-            let r = match runners.entry(index) {
-                Entry::Occupied(o) => o.into_mut(),
-                Entry::Vacant(v) => {
-                    if retry_at.get(&index).is_some_and(|t| now < *t) {
+            if !runners.contains_key(&index) {
+                if retry_at.get(&index).is_some_and(|t| now < *t) {
+                    continue;
+                }
+                let is_default = defaults.contains(&index);
+                let parent = fork_parent(&runners, slot);
+                match StationRunner::start(&ns, slot, args.queue_capacity, is_default, parent) {
+                    Ok(r) => {
+                        retry_at.remove(&index);
+                        runners.insert(index, r);
+                    }
+                    Err(e) => {
+                        error!(
+                            station = slot.name_str(),
+                            error = format!("{e:#}"),
+                            "cannot start station; retrying"
+                        );
+                        retry_at.insert(index, now + RETRY_AFTER);
                         continue;
                     }
-                    let is_default = defaults.contains(&index);
-                    let parent = parent.as_ref().map(|(n, c)| (n.as_str(), c.clone()));
-                    match StationRunner::start(&ns, slot, args.queue_capacity, is_default, parent) {
-                        Ok(r) => {
-                            retry_at.remove(&index);
-                            v.insert(r)
-                        }
-                        Err(e) => {
-                            error!(
-                                station = slot.name_str(),
-                                error = format!("{e:#}"),
-                                "cannot start station; retrying"
-                            );
-                            retry_at.insert(index, now + RETRY_AFTER);
-                            continue;
-                        }
-                    }
                 }
+            }
+            let Some(r) = runners.get_mut(&index) else {
+                continue;
             };
             if !r.is_default && r.idle_for(slot, idle, now) {
                 info!(station = %r.name, idle_secs = args.idle_secs, "reclaiming idle station");
@@ -376,29 +370,26 @@ pub fn run_daemon(args: DaemonArgs, shutdown: Arc<AtomicBool>) -> anyhow::Result
     Ok(())
 }
 
-/// Sets `phrase_generation_rate_hz` from the bars composed in the window that just ended, and
-/// the status line `systemctl status` shows.
 /// The station a new one should fork its music from: a running station with the same seed and
 /// preset (a listener who changed key, mode, tempo or intensity came from it), the default
 /// stations first. `None` for a station that is unrelated to every running one.
-fn fork_parent(
-    runners: &HashMap<u32, StationRunner>,
+fn fork_parent<'a>(
+    runners: &'a HashMap<u32, StationRunner>,
     slot: &StationSlot,
-) -> Option<(String, Composer)> {
+) -> Option<(&'a str, &'a Composer)> {
     let params = Params::from_station(&slot.params).ok()?;
-    let mut candidates: Vec<&StationRunner> = runners
+    runners
         .values()
         .filter(|r| {
             let p = r.composer.params();
             p.seed == params.seed && p.preset == params.preset
         })
-        .collect();
-    candidates.sort_by_key(|r| (!r.is_default, r.name.clone()));
-    candidates
-        .first()
-        .map(|r| (r.name.clone(), r.composer.clone()))
+        .min_by(|a, b| (!a.is_default, &a.name).cmp(&(!b.is_default, &b.name)))
+        .map(|r| (r.name.as_str(), &r.composer))
 }
 
+/// Sets `phrase_generation_rate_hz` from the bars composed in the window that just ended, and
+/// the status line `systemctl status` shows.
 fn report_rates(
     runners: &mut HashMap<u32, StationRunner>,
     window: Duration,
