@@ -3,30 +3,12 @@
 //! underruns, then the test scrapes `/metrics` over HTTP: the per-station counters moved, and they
 //! are still there once the client has left. `METRICS_ENABLED=false` answers 404.
 
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
-use tungstenite::{Message, WebSocket};
+use serde_json::json;
 
 mod common;
-use common::{Fixture, Server};
-
-fn send(ws: &mut WebSocket<TcpStream>, value: Value) {
-    ws.send(Message::Text(value.to_string().into()))
-        .expect("send");
-}
-
-/// Next text message as JSON (skips pings).
-fn recv(ws: &mut WebSocket<TcpStream>) -> Value {
-    loop {
-        match ws.read().expect("read") {
-            Message::Text(text) => return serde_json::from_str(text.as_str()).expect("json"),
-            Message::Close(frame) => panic!("unexpected close: {frame:?}"),
-            _ => {}
-        }
-    }
-}
+use common::{Fixture, Server, recv, send};
 
 /// The value of the sample line `series` (name and labels exactly as exported), if present.
 fn sample(text: &str, series: &str) -> Option<f64> {

@@ -3,7 +3,7 @@
 //! memory, their own namespace) and `streamd::run` on a real port. Each client sends exactly what
 //! the seed scripts send and checks what they check.
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::thread::JoinHandle;
@@ -14,14 +14,15 @@ use serde_json::{Value, json};
 use shm_proto::Namespace;
 use tungstenite::{Message, WebSocket};
 
+mod common;
+use common::Server;
+
 /// composer + synthd + streamd, stopped and cleaned up on drop.
 struct Pipeline {
     ns: Namespace,
-    addr: SocketAddr,
     stop: Arc<AtomicBool>,
     daemons: Vec<JoinHandle<anyhow::Result<()>>>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    server: Option<JoinHandle<anyhow::Result<()>>>,
+    server: Option<Server>,
 }
 
 impl Pipeline {
@@ -67,58 +68,29 @@ impl Pipeline {
                 )
             })
         };
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = {
-            let ns = ns.clone();
-            std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()?;
-                runtime.block_on(async move {
-                    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-                    addr_tx.send(listener.local_addr()?)?;
-                    streamd::run(listener, args, ns, async {
-                        let _ = shutdown_rx.await;
-                    })
-                    .await
-                })
-            })
-        };
-        let addr = addr_rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("server address");
+        let server = Server::start(&ns, args);
         Self {
             ns,
-            addr,
             stop,
             daemons: vec![composer, synthd],
-            shutdown: Some(shutdown),
             server: Some(server),
         }
     }
 
     /// `websockets.connect("ws://localhost:8000/ws")`
     fn connect(&self) -> WebSocket<TcpStream> {
-        let stream = TcpStream::connect(self.addr).expect("connect");
-        stream
+        let ws = self.server.as_ref().expect("server").connect();
+        ws.get_ref()
             .set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();
-        let (ws, _) =
-            tungstenite::client(format!("ws://{}/ws", self.addr), stream).expect("handshake");
         ws
     }
 }
 
 impl Drop for Pipeline {
     fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(server) = self.server.take() {
-            let _ = server.join();
-        }
+        // The gateway first, then the daemons it reads from.
+        drop(self.server.take());
         self.stop.store(true, Ordering::Relaxed);
         for daemon in self.daemons.drain(..) {
             let _ = daemon.join();

@@ -5,244 +5,26 @@
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::thread::JoinHandle;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde_json::{Value, json};
-use shm_proto::{AudioWriter, CHUNK_SAMPLES, ControlBlock, Namespace, StationParams};
+use shm_proto::{ControlBlock, Namespace};
 use tungstenite::{Message, WebSocket};
 
-const SLOTS: u32 = 8;
+mod common;
+use common::{Fixture, SLOTS, Server, marker, recv, send};
 
-fn params() -> StationParams {
-    StationParams {
-        seed: 7,
-        bpm: 60.0,
-        intensity: 0.5,
-        key: 0,
-        mode: 0,
-        preset: 0,
-        _reserved: 0,
-    }
-}
-
-/// The value of the first sample of chunk `seq`, so the test can check it got the right audio.
-fn marker(seq: u64) -> i16 {
-    (seq % 30_000) as i16
-}
-
-/// Publishes the next synthetic chunk (first sample = [`marker`]).
-fn publish(writer: &mut AudioWriter) {
-    let mut samples = [0i16; CHUNK_SAMPLES];
-    let seq = writer.next_seq();
-    for (i, s) in samples.iter_mut().enumerate() {
-        *s = ((i as i64 * 37 + seq as i64 * 11) % 2_000) as i16;
-    }
-    samples[0] = marker(seq);
-    writer.publish(&samples, params(), 1);
-}
-
-/// Composer + synthd stand-in.
-struct Fixture {
-    ns: Namespace,
-    stop: Arc<AtomicBool>,
-    /// While set, the writer neither publishes nor heartbeats (a stalled synthd).
-    paused: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Fixture {
-    fn new(tag: &str) -> Self {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "sdt_{}_{}_{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed),
-            tag
-        );
-        let ns = Namespace::new(&name).expect("namespace");
-        let _ = ns.remove_all();
-        let stop = Arc::new(AtomicBool::new(false));
-        let paused = Arc::new(AtomicBool::new(false));
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let thread = {
-            let (ns, stop, paused) = (ns.clone(), Arc::clone(&stop), Arc::clone(&paused));
-            std::thread::spawn(move || {
-                let control = ControlBlock::create_or_adopt(&ns, 8).expect("control block");
-                let index = control.ensure_station("focus", params()).expect("station");
-                let mut writer = AudioWriter::create_or_adopt(&ns, index, SLOTS).expect("ring");
-                // A little history before anybody connects.
-                for _ in 0..3 {
-                    publish(&mut writer);
-                }
-                ready_tx.send(()).expect("ready");
-                // Like synthd: a ring for every station that appears in the control block.
-                let mut writers = vec![(index, writer)];
-                let mut next = Instant::now();
-                while !stop.load(Ordering::Relaxed) {
-                    if !paused.load(Ordering::Relaxed) {
-                        for slot in control.stations() {
-                            if !writers.iter().any(|(i, _)| *i == slot.index)
-                                && let Ok(w) = AudioWriter::create_or_adopt(&ns, slot.index, SLOTS)
-                            {
-                                writers.push((slot.index, w));
-                            }
-                        }
-                        writers.retain(|(i, _)| control.station(*i).is_some());
-                        for (_, writer) in &mut writers {
-                            publish(writer);
-                        }
-                        control.heartbeat();
-                    }
-                    next += Duration::from_millis(100);
-                    std::thread::sleep(next.saturating_duration_since(Instant::now()));
-                }
-            })
-        };
-        ready_rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("fixture ready");
-        Self {
-            ns,
-            stop,
-            paused,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-        let _ = self.ns.remove_all();
-    }
-}
-
-/// A running `streamd::run`.
-struct Server {
-    addr: SocketAddr,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<anyhow::Result<()>>>,
-}
-
-impl Server {
-    fn start(ns: &Namespace, args: streamd::Args) -> Self {
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
-        let ns = ns.clone();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?;
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-                addr_tx.send(listener.local_addr()?)?;
-                streamd::run(listener, args, ns, async {
-                    let _ = shutdown_rx.await;
-                })
-                .await
-            })
-        });
-        let addr = addr_rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("server address");
-        Self {
-            addr,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
-        }
-    }
-
-    fn with_defaults(ns: &Namespace) -> Self {
-        Self::start(
-            ns,
-            streamd::Args {
-                drain_secs: 1.0,
-                ..streamd::Args::default()
-            },
-        )
-    }
-
-    fn connect(&self) -> WebSocket<TcpStream> {
-        self.try_connect("/ws").expect("websocket connect")
-    }
-
-    // A test helper: the size of tungstenite's error does not matter here.
-    #[allow(clippy::result_large_err)]
-    fn try_connect(&self, path: &str) -> Result<WebSocket<TcpStream>, tungstenite::Error> {
-        let stream = TcpStream::connect(self.addr)?;
-        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-        let (ws, _) = tungstenite::client(format!("ws://{}{path}", self.addr), stream).map_err(
-            |e| match e {
-                tungstenite::HandshakeError::Failure(e) => e,
-                tungstenite::HandshakeError::Interrupted(_) => {
-                    tungstenite::Error::Io(std::io::ErrorKind::WouldBlock.into())
-                }
-            },
-        )?;
-        Ok(ws)
-    }
-
-    fn http_get(&self, path: &str) -> (u16, String) {
-        let mut stream = TcpStream::connect(self.addr).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let status = response[9..12].parse().unwrap();
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        (status, body)
-    }
-
-    /// Triggers shutdown and waits for `run` to return.
-    fn stop(&mut self) -> anyhow::Result<()> {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        match self.thread.take() {
-            Some(thread) => thread.join().expect("server thread"),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.stop();
-    }
-}
-
-fn send(ws: &mut WebSocket<TcpStream>, value: Value) {
-    ws.send(Message::Text(value.to_string().into()))
-        .expect("send");
-}
-
-/// Next text message as JSON (skips pings).
-fn recv(ws: &mut WebSocket<TcpStream>) -> Value {
-    loop {
-        match ws.read().expect("read") {
-            Message::Text(text) => return serde_json::from_str(text.as_str()).expect("json"),
-            Message::Binary(_) => panic!("unexpected binary frame"),
-            Message::Close(frame) => panic!("unexpected close: {frame:?}"),
-            _ => {}
-        }
-    }
+/// The server with the default limits and a 1 s drain.
+fn with_defaults(ns: &Namespace) -> Server {
+    Server::start(
+        ns,
+        streamd::Args {
+            drain_secs: 1.0,
+            ..streamd::Args::default()
+        },
+    )
 }
 
 /// Reads until a message of `kind` arrives; returns it and the audio seen before it.
@@ -288,7 +70,7 @@ fn start() -> Value {
 #[test]
 fn streams_ten_contiguous_audio_messages_with_the_documented_fields() {
     let fixture = Fixture::new("audio");
-    let server = Server::with_defaults(&fixture.ns);
+    let server = with_defaults(&fixture.ns);
     let mut ws = server.connect();
     // Exactly as the seed scenarios send it: no ack asked for, so every message is audio, from
     // a station created for these parameters.
@@ -351,7 +133,7 @@ fn streams_ten_contiguous_audio_messages_with_the_documented_fields() {
 #[test]
 fn errors_keep_the_connection_and_ping_pongs() {
     let fixture = Fixture::new("errors");
-    let server = Server::with_defaults(&fixture.ns);
+    let server = with_defaults(&fixture.ns);
     let mut ws = server.connect();
     let cases = [
         ("{not json", "invalid_json"),
@@ -441,7 +223,7 @@ fn errors_keep_the_connection_and_ping_pongs() {
 #[test]
 fn stop_stops_and_the_connection_stays() {
     let fixture = Fixture::new("stop");
-    let server = Server::with_defaults(&fixture.ns);
+    let server = with_defaults(&fixture.ns);
     let mut ws = server.connect();
     send(&mut ws, start());
     recv_audio(&mut ws, 3);
@@ -474,7 +256,7 @@ fn stop_stops_and_the_connection_stays() {
 #[test]
 fn resume_from_replays_the_history_then_live() {
     let fixture = Fixture::new("resume");
-    let server = Server::with_defaults(&fixture.ns);
+    let server = with_defaults(&fixture.ns);
     let mut first = server.connect();
     send(&mut first, start());
     let audio = recv_audio(&mut first, 6);
@@ -516,7 +298,7 @@ fn resume_from_replays_the_history_then_live() {
 #[test]
 fn pcm16_format_sends_binary_frames() {
     let fixture = Fixture::new("pcm");
-    let server = Server::with_defaults(&fixture.ns);
+    let server = with_defaults(&fixture.ns);
     let mut ws = server.connect();
     send(
         &mut ws,
@@ -549,7 +331,7 @@ fn pcm16_format_sends_binary_frames() {
 #[test]
 fn http_routes() {
     let fixture = Fixture::new("http");
-    let server = Server::with_defaults(&fixture.ns);
+    let server = with_defaults(&fixture.ns);
     assert_eq!(server.http_get("/healthz"), (200, "ok".to_owned()));
     let (status, page) = server.http_get("/");
     assert_eq!(status, 200);
@@ -580,7 +362,7 @@ fn http_routes() {
 #[test]
 fn oversized_message_closes_with_1009() {
     let fixture = Fixture::new("big");
-    let server = Server::with_defaults(&fixture.ns);
+    let server = with_defaults(&fixture.ns);
     let mut ws = server.connect();
     let big = format!(
         "{{\"type\":\"ping\",\"pad\":\"{}\"}}",
@@ -633,7 +415,7 @@ fn connections_over_the_cap_get_503() {
 #[test]
 fn stalled_source_is_reported_and_recovers() {
     let fixture = Fixture::new("stall");
-    let server = Server::with_defaults(&fixture.ns);
+    let server = with_defaults(&fixture.ns);
     let mut ws = server.connect();
     send(&mut ws, start());
     recv_audio(&mut ws, 2);
@@ -652,12 +434,12 @@ fn stalled_source_is_reported_and_recovers() {
 #[test]
 fn shutdown_drains_then_closes_with_1001() {
     let fixture = Fixture::new("drain");
-    let mut server = Server::with_defaults(&fixture.ns);
+    let mut server = with_defaults(&fixture.ns);
     let mut ws = server.connect();
     send(&mut ws, start());
     recv_audio(&mut ws, 2);
     let shutdown_at = Instant::now();
-    server.shutdown.take().unwrap().send(()).unwrap();
+    server.begin_shutdown();
     let (draining, _) = recv_until(&mut ws, "draining");
     assert!(
         draining["reconnect_after_ms"].as_u64().is_some(),
@@ -731,7 +513,7 @@ fn audio_of(ws: &mut WebSocket<TcpStream>, station: &str, n: usize) -> Vec<Value
 #[test]
 fn same_parameters_share_a_station_different_ones_do_not() {
     let fixture = Fixture::new("share");
-    let server = Server::with_defaults(&fixture.ns);
+    let server = with_defaults(&fixture.ns);
     let (mut a, mut b, mut c) = (server.connect(), server.connect(), server.connect());
     send(&mut a, start_with(json!({"bpm": 72, "mode": "aeolian"})));
     // Same values, other spelling and order.
@@ -777,7 +559,7 @@ fn same_parameters_share_a_station_different_ones_do_not() {
 #[test]
 fn set_moves_only_that_listener() {
     let fixture = Fixture::new("move");
-    let server = Server::with_defaults(&fixture.ns);
+    let server = with_defaults(&fixture.ns);
     let (mut a, mut b) = (server.connect(), server.connect());
     send(&mut a, start_with(json!({"intensity": 0.3})));
     send(&mut b, start_with(json!({"intensity": 0.3})));
@@ -878,7 +660,7 @@ fn post_params(server: &Server, station: &str, token: Option<&str>, body: &str) 
 #[test]
 fn operator_api_needs_the_token_and_changes_a_named_station_for_everyone() {
     let fixture = Fixture::new("operator");
-    let off = Server::with_defaults(&fixture.ns);
+    let off = with_defaults(&fixture.ns);
     assert_eq!(
         post_params(&off, "focus", Some("x"), r#"{"bpm":70}"#).0,
         403
@@ -940,7 +722,7 @@ fn operator_api_needs_the_token_and_changes_a_named_station_for_everyone() {
 #[test]
 fn control_messages_are_rate_limited() {
     let fixture = Fixture::new("rate");
-    let server = Server::with_defaults(&fixture.ns);
+    let server = with_defaults(&fixture.ns);
     let mut ws = server.connect();
     for _ in 0..30 {
         send(&mut ws, json!({"type": "ping"}));
@@ -981,7 +763,7 @@ fn control_messages_are_rate_limited() {
 #[test]
 fn a_client_flooding_for_more_than_three_seconds_is_closed_with_1008() {
     let fixture = Fixture::new("flood");
-    let server = Server::with_defaults(&fixture.ns);
+    let server = with_defaults(&fixture.ns);
     let mut ws = server.connect();
     ws.get_mut()
         .set_read_timeout(Some(Duration::from_millis(20)))
@@ -1021,7 +803,7 @@ fn foreign_origins_are_refused() {
             ),
         )
     };
-    let server = Server::with_defaults(&fixture.ns);
+    let server = with_defaults(&fixture.ns);
     assert_eq!(upgrade(&server, "https://evil.example"), 403);
     assert_eq!(upgrade(&server, "http://localhost:3000"), 101);
     assert_eq!(upgrade(&server, "https://radio.example"), 101);
@@ -1068,7 +850,7 @@ fn reported_underruns_promote_the_tier() {
 #[test]
 fn late_socket_writes_promote_the_tier() {
     let fixture = Fixture::new("late");
-    let server = Server::with_defaults(&fixture.ns);
+    let server = with_defaults(&fixture.ns);
     // A client with a tiny receive buffer that stops reading: the server's writes complete ever
     // later (injected lateness, measured by the server alone).
     let socket = socket2_like_small_buffer(server.addr);
@@ -1113,7 +895,7 @@ fn socket2_like_small_buffer(addr: SocketAddr) -> TcpStream {
 #[test]
 fn presets_and_player_files_are_served() {
     let fixture = Fixture::new("files");
-    let server = Server::with_defaults(&fixture.ns);
+    let server = with_defaults(&fixture.ns);
     let (status, head, body) = http_request(
         &server,
         "GET /api/presets HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",

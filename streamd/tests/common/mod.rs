@@ -1,6 +1,6 @@
 //! The fixture the gateway-only integration tests share: a composer + synthd stand-in (control
-//! block with a "focus" station and a ring fed every 100 ms) and a `streamd::run` on 127.0.0.1:0,
-//! both stopped on drop.
+//! block with a "focus" station, a ring for every station, fed every 100 ms) and a `streamd::run`
+//! on 127.0.0.1:0, both stopped on drop; plus the JSON send/receive helpers.
 
 #![allow(dead_code)]
 
@@ -11,8 +11,11 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
 use shm_proto::{AudioWriter, CHUNK_SAMPLES, ControlBlock, Namespace, StationParams};
-use tungstenite::WebSocket;
+use tungstenite::{Message, WebSocket};
+
+pub const SLOTS: u32 = 8;
 
 pub fn params() -> StationParams {
     StationParams {
@@ -26,10 +29,29 @@ pub fn params() -> StationParams {
     }
 }
 
-/// Composer + synthd stand-in: the control block with "focus" and a ring fed every 100 ms.
+/// The value of the first sample of chunk `seq`, so the test can check it got the right audio.
+pub fn marker(seq: u64) -> i16 {
+    (seq % 30_000) as i16
+}
+
+/// Publishes the next synthetic chunk (first sample = [`marker`]).
+pub fn publish(writer: &mut AudioWriter) {
+    let mut samples = [0i16; CHUNK_SAMPLES];
+    let seq = writer.next_seq();
+    for (i, s) in samples.iter_mut().enumerate() {
+        *s = ((i as i64 * 37 + seq as i64 * 11) % 2_000) as i16;
+    }
+    samples[0] = marker(seq);
+    writer.publish(&samples, params(), 1);
+}
+
+/// Composer + synthd stand-in: the control block with "focus", three chunks of history, then a
+/// chunk every 100 ms on a ring for every station in the control block.
 pub struct Fixture {
     pub ns: Namespace,
     stop: Arc<AtomicBool>,
+    /// While set, the writer neither publishes nor heartbeats (a stalled synthd).
+    pub paused: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -37,27 +59,45 @@ impl Fixture {
     pub fn new(tag: &str) -> Self {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let name = format!(
-            "sdt_{}_{}_{tag}",
+            "sdt_{}_{}_{}",
             std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            tag
         );
         let ns = Namespace::new(&name).expect("namespace");
         let _ = ns.remove_all();
         let stop = Arc::new(AtomicBool::new(false));
+        let paused = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread = {
-            let (ns, stop) = (ns.clone(), Arc::clone(&stop));
+            let (ns, stop, paused) = (ns.clone(), Arc::clone(&stop), Arc::clone(&paused));
             std::thread::spawn(move || {
                 let control = ControlBlock::create_or_adopt(&ns, 8).expect("control block");
                 let index = control.ensure_station("focus", params()).expect("station");
-                let mut writer = AudioWriter::create_or_adopt(&ns, index, 8).expect("ring");
-                let samples = [100i16; CHUNK_SAMPLES];
-                writer.publish(&samples, params(), 1);
+                let mut writer = AudioWriter::create_or_adopt(&ns, index, SLOTS).expect("ring");
+                // A little history before anybody connects.
+                for _ in 0..3 {
+                    publish(&mut writer);
+                }
                 ready_tx.send(()).expect("ready");
+                // Like synthd: a ring for every station that appears in the control block.
+                let mut writers = vec![(index, writer)];
                 let mut next = Instant::now();
                 while !stop.load(Ordering::Relaxed) {
-                    writer.publish(&samples, params(), 1);
-                    control.heartbeat();
+                    if !paused.load(Ordering::Relaxed) {
+                        for slot in control.stations() {
+                            if !writers.iter().any(|(i, _)| *i == slot.index)
+                                && let Ok(w) = AudioWriter::create_or_adopt(&ns, slot.index, SLOTS)
+                            {
+                                writers.push((slot.index, w));
+                            }
+                        }
+                        writers.retain(|(i, _)| control.station(*i).is_some());
+                        for (_, writer) in &mut writers {
+                            publish(writer);
+                        }
+                        control.heartbeat();
+                    }
                     next += Duration::from_millis(100);
                     std::thread::sleep(next.saturating_duration_since(Instant::now()));
                 }
@@ -69,6 +109,7 @@ impl Fixture {
         Self {
             ns,
             stop,
+            paused,
             thread: Some(thread),
         }
     }
@@ -141,23 +182,62 @@ impl Server {
     }
 
     pub fn connect(&self) -> WebSocket<TcpStream> {
-        let stream = TcpStream::connect(self.addr).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        tungstenite::client(format!("ws://{}/ws", self.addr), stream)
-            .expect("websocket")
-            .0
+        self.try_connect("/ws").expect("websocket connect")
+    }
+
+    // A test helper: the size of tungstenite's error does not matter here.
+    #[allow(clippy::result_large_err)]
+    pub fn try_connect(&self, path: &str) -> Result<WebSocket<TcpStream>, tungstenite::Error> {
+        let stream = TcpStream::connect(self.addr)?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let (ws, _) = tungstenite::client(format!("ws://{}{path}", self.addr), stream).map_err(
+            |e| match e {
+                tungstenite::HandshakeError::Failure(e) => e,
+                tungstenite::HandshakeError::Interrupted(_) => {
+                    tungstenite::Error::Io(std::io::ErrorKind::WouldBlock.into())
+                }
+            },
+        )?;
+        Ok(ws)
+    }
+
+    /// Triggers shutdown without waiting; panics if it was already triggered or `run` is gone.
+    pub fn begin_shutdown(&mut self) {
+        let tx = self.shutdown.take().expect("shutdown already triggered");
+        tx.send(()).expect("server still running");
+    }
+
+    /// Triggers shutdown and waits for `run` to return.
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match self.thread.take() {
+            Some(thread) => thread.join().expect("server thread"),
+            None => Ok(()),
+        }
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        let _ = self.stop();
+    }
+}
+
+pub fn send(ws: &mut WebSocket<TcpStream>, value: Value) {
+    ws.send(Message::Text(value.to_string().into()))
+        .expect("send");
+}
+
+/// Next text message as JSON (skips pings).
+pub fn recv(ws: &mut WebSocket<TcpStream>) -> Value {
+    loop {
+        match ws.read().expect("read") {
+            Message::Text(text) => return serde_json::from_str(text.as_str()).expect("json"),
+            Message::Binary(_) => panic!("unexpected binary frame"),
+            Message::Close(frame) => panic!("unexpected close: {frame:?}"),
+            _ => {}
         }
     }
 }
