@@ -19,15 +19,8 @@ const ICECAST: &str = "/usr/bin/icecast2";
 const PASSWORD: &str = "auralis-test";
 
 fn have_tools() -> bool {
-    let ok = |tool: &str| {
-        Command::new(tool)
-            .arg("-version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    let present = Path::new(ICECAST).exists() && ok("ffmpeg") && ok("ffprobe");
+    let present =
+        Path::new(ICECAST).exists() && common::tool_runs("ffmpeg") && common::tool_runs("ffprobe");
     if !present {
         eprintln!(
             "SKIPPED: icecast2 or ffmpeg/ffprobe not installed (./scripts/test.sh installs them)"

@@ -60,22 +60,17 @@ fn up_streams_music_from_three_processes_and_cleans_up() {
     .unwrap();
     let last_seq = chunks.last().unwrap().seq;
     let deadline = Instant::now() + Duration::from_secs(20);
-    let mut resumed = None;
-    while Instant::now() < deadline {
-        let c = read_audio(&mut ws);
-        if c.seq > last_seq + 60 {
-            resumed = Some(c);
-            break;
-        }
+    let mut resumed = false;
+    while !resumed && Instant::now() < deadline {
+        resumed = read_audio(&mut ws).seq > last_seq + 60;
     }
-    let resumed = resumed.expect("audio did not carry on after synthd was killed");
+    assert!(resumed, "audio did not carry on after synthd was killed");
     let new_roles = children_of(launcher.pid());
     let new_synthd = new_roles.iter().find(|(_, r)| r == "synthd").map(|x| x.0);
     assert!(
         new_synthd.is_some_and(|p| p != synthd_pid),
         "synthd was not restarted: {new_roles:?}"
     );
-    assert!(resumed.rms() >= 0.0);
 
     assert!(
         !shm_segments(&ns).is_empty(),
@@ -96,22 +91,15 @@ fn render_writes_a_wav_faster_than_real_time() {
     std::fs::create_dir_all(&dir).unwrap();
     let wav = dir.join("focus.wav");
     let mid = dir.join("focus.mid");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_auralis"))
-        .args([
-            "render",
-            "--seed",
-            "7",
-            "--preset",
-            "focus",
-            "--seconds",
-            "12",
-            "--out",
-        ])
-        .arg(&wav)
-        .arg("--midi")
-        .arg(&mid)
-        .output()
-        .unwrap();
+    // `auralis render` of 12 s of focus with seed 7 to `out`.
+    let render = |out: &std::path::Path| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_auralis"));
+        cmd.args(["render", "--seed", "7", "--preset", "focus"])
+            .args(["--seconds", "12", "--out"])
+            .arg(out);
+        cmd
+    };
+    let out = render(&wav).arg("--midi").arg(&mid).output().unwrap();
     assert!(
         out.status.success(),
         "render failed: {}",
@@ -135,20 +123,7 @@ fn render_writes_a_wav_faster_than_real_time() {
 
     // Same seed, same bytes: the whole chain is deterministic.
     let wav2 = dir.join("again.wav");
-    let out2 = std::process::Command::new(env!("CARGO_BIN_EXE_auralis"))
-        .args([
-            "render",
-            "--seed",
-            "7",
-            "--preset",
-            "focus",
-            "--seconds",
-            "12",
-            "--out",
-        ])
-        .arg(&wav2)
-        .output()
-        .unwrap();
+    let out2 = render(&wav2).output().unwrap();
     assert!(out2.status.success());
     assert!(
         std::fs::read(&wav).unwrap() == std::fs::read(&wav2).unwrap(),

@@ -5,24 +5,10 @@
 //!
 //! Needs Debian's `ffmpeg` (installed by `scripts/test.sh`); skipped with a message without it.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+mod common;
 
-fn have_ffmpeg() -> bool {
-    let ok = |tool: &str| {
-        Command::new(tool)
-            .arg("-version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    let present = ok("ffmpeg") && ok("ffprobe");
-    if !present {
-        eprintln!("SKIPPED: ffmpeg/ffprobe not installed (./scripts/test.sh installs them)");
-    }
-    present
-}
+use std::path::Path;
+use std::process::Command;
 
 /// ffprobe's codec, sample rate, channels and duration (s) of the file's first audio stream.
 fn probe(path: &Path) -> (String, u64, u64, f64) {
@@ -67,7 +53,7 @@ fn decoded_seconds(path: &Path, rate: u64) -> (f64, String) {
 
 #[test]
 fn render_to_opus_and_mp3_gives_finished_files_of_the_asked_length() {
-    if !have_ffmpeg() {
+    if !common::have_ffmpeg() {
         return;
     }
     let dir = std::env::temp_dir().join(format!("auralis-render-formats-{}", std::process::id()));

@@ -13,22 +13,6 @@ use std::time::{Duration, Instant};
 
 use common::Launcher;
 
-fn have_ffmpeg() -> bool {
-    let ok = |tool: &str| {
-        Command::new(tool)
-            .arg("-version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    let present = ok("ffmpeg") && ok("ffprobe");
-    if !present {
-        eprintln!("SKIPPED: ffmpeg/ffprobe not installed (./scripts/test.sh installs them)");
-    }
-    present
-}
-
 fn ffmpeg(args: &[&str]) -> std::process::Child {
     Command::new("ffmpeg")
         .args(["-nostdin", "-hide_banner", "-v", "error"])
@@ -85,7 +69,7 @@ fn response_head(port: u16, path: &str, extra: &str) -> String {
 
 #[test]
 fn opus_and_mp3_streams_decode_for_30_seconds_without_errors() {
-    if !have_ffmpeg() {
+    if !common::have_ffmpeg() {
         return;
     }
     let _heavy = common::heavy_test_lock();
@@ -193,7 +177,7 @@ fn best_lag(window: &[f32], signal: &[f32]) -> (usize, f64) {
 
 #[test]
 fn opus_stream_decodes_back_to_the_pcm_the_websocket_serves() {
-    if !have_ffmpeg() {
+    if !common::have_ffmpeg() {
         return;
     }
     let _heavy = common::heavy_test_lock();

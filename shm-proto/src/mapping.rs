@@ -149,26 +149,9 @@ impl Mapping {
     /// A typed view of the `T` at byte `offset`. Offsets come from validated geometry, so an out
     /// of range or misaligned one is a bug in this crate and panics.
     pub(crate) fn at<T: ShmSafe>(&self, offset: usize) -> &T {
-        let end = offset.checked_add(size_of::<T>()).expect("offset overflow");
-        assert!(
-            end <= self.len,
-            "{}: view {offset}..{end} outside {} bytes",
-            self.name,
-            self.len
-        );
-        assert!(
-            offset % align_of::<T>() == 0,
-            "{}: misaligned view at {offset}",
-            self.name
-        );
-        // SAFETY: in bounds and aligned (checked above; the base is page-aligned); `T: ShmSafe` is
-        // valid for any bytes and only mutated through atomics, so a shared reference is sound for
-        // as long as the mapping lives, which the borrow of `self` guarantees.
-        unsafe { &*self.ptr.as_ptr().add(offset).cast::<T>() }
+        &self.slice::<T>(offset, 1)[0]
     }
-}
 
-impl Mapping {
     /// A typed view of `count` consecutive `T`s starting at byte `offset` (same rules as [`Mapping::at`]).
     pub(crate) fn slice<T: ShmSafe>(&self, offset: usize, count: usize) -> &[T] {
         let bytes = count
@@ -186,7 +169,9 @@ impl Mapping {
             "{}: misaligned view at {offset}",
             self.name
         );
-        // SAFETY: as in `at`: in bounds, aligned, `T: ShmSafe`, lifetime tied to the mapping.
+        // SAFETY: in bounds and aligned (checked above; the base is page-aligned); `T: ShmSafe` is
+        // valid for any bytes and only mutated through atomics, so a shared slice is sound for as
+        // long as the mapping lives, which the borrow of `self` guarantees.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(offset).cast::<T>(), count) }
     }
 }

@@ -22,8 +22,7 @@ pub struct ProcSample {
 /// Reads the process now; `None` when it is gone (or a zombie).
 pub fn sample(pid: u32) -> Option<ProcSample> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
+    let fields: Vec<&str> = stat_fields(&stat)?.collect();
     // `fields[0]` is field 3 (state); utime and stime are fields 14 and 15.
     if matches!(fields.first(), Some(&"Z" | &"X")) {
         return None;
@@ -46,6 +45,12 @@ pub fn sample(pid: u32) -> Option<ProcSample> {
         threads: field("Threads:").unwrap_or(0),
         fds,
     })
+}
+
+/// The fields of a `/proc/<pid>/stat` line from field 3 (state) on. The command name (field 2) may
+/// itself contain spaces and parentheses, so counting starts after the *last* `)`.
+fn stat_fields(stat: &str) -> Option<std::str::SplitWhitespace<'_>> {
+    Some(stat[stat.rfind(')')? + 1..].split_whitespace())
 }
 
 /// The role a process was started in: `argv[1]` (the launcher runs `auralis <role>`), else the
@@ -72,10 +77,9 @@ pub fn children_of(parent: u32) -> Vec<(u32, String)> {
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
             continue;
         };
-        let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+        let Some(mut fields) = stat_fields(&stat) else {
             continue;
         };
-        let mut fields = after.split_whitespace();
         let state = fields.next().unwrap_or("");
         let ppid: u32 = fields.next().and_then(|s| s.parse().ok()).unwrap_or(0);
         if ppid == parent && state != "Z" {

@@ -35,36 +35,8 @@ pub fn shm_segments(ns: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Child processes of `parent` with the role each was started in (`argv[1]`).
-pub fn children_of(parent: u32) -> Vec<(u32, String)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some(after) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
-            continue;
-        };
-        let ppid: u32 = after
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        if ppid != parent {
-            continue;
-        }
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let role = cmdline
-            .split(|&b| b == 0)
-            .nth(1)
-            .map(|s| String::from_utf8_lossy(s).into_owned());
-        out.push((pid, role.unwrap_or_default()));
-    }
-    out
-}
+/// Child processes of `parent` with the role each was started in (`argv[1]`), zombies left out.
+pub use loadtest::procstat::children_of;
 
 /// `auralis up` on a free port and its own namespace; killed (with its children) if the test panics.
 pub struct Launcher {
@@ -75,6 +47,15 @@ pub struct Launcher {
 
 impl Launcher {
     pub fn up(ns: &str) -> Self {
+        Self::spawn(ns, "info", &[])
+    }
+
+    /// `auralis up` with extra environment (e.g. `AURALIS_STATIONS`, `STREAMD_DRAIN_SECS`).
+    pub fn up_with(ns: &str, env: &[(&str, &str)]) -> Self {
+        Self::spawn(ns, "warn", env)
+    }
+
+    fn spawn(ns: &str, log_level: &str, env: &[(&str, &str)]) -> Self {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_auralis"))
             .args([
@@ -86,7 +67,8 @@ impl Launcher {
                 "--namespace",
                 ns,
             ])
-            .env("AURALIS_LOG_LEVEL", "info")
+            .env("AURALIS_LOG_LEVEL", log_level)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .spawn()
             .expect("start auralis up");
@@ -221,31 +203,6 @@ pub fn read_audio(ws: &mut Ws) -> AudioMsg {
 pub mod loadtest;
 
 impl Launcher {
-    /// `auralis up` with extra environment (e.g. `AURALIS_STATIONS`, `STREAMD_DRAIN_SECS`).
-    pub fn up_with(ns: &str, env: &[(&str, &str)]) -> Self {
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_auralis"))
-            .args([
-                "up",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--namespace",
-                ns,
-            ])
-            .env("AURALIS_LOG_LEVEL", "warn")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start auralis up");
-        Launcher {
-            child: Some(child),
-            port,
-            ns: ns.to_owned(),
-        }
-    }
-
     /// `ws://127.0.0.1:PORT/ws`.
     pub fn url(&self) -> String {
         format!("ws://127.0.0.1:{}/ws", self.port)
@@ -491,6 +448,25 @@ impl ForeignCpu {
         let secs = self.started.elapsed().as_secs_f64().max(0.01);
         busy.saturating_sub(ours) as f64 / loadtest::procstat::CLOCK_TICKS / secs
     }
+}
+
+/// Whether `tool -version` runs and succeeds.
+pub fn tool_runs(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("-version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Whether ffmpeg and ffprobe are installed; says the test is skipped when not.
+pub fn have_ffmpeg() -> bool {
+    let present = tool_runs("ffmpeg") && tool_runs("ffprobe");
+    if !present {
+        eprintln!("SKIPPED: ffmpeg/ffprobe not installed (./scripts/test.sh installs them)");
+    }
+    present
 }
 
 /// Whether timing assertions must hold whatever the machine's load (`AURALIS_STRICT_TIMING=1`).
