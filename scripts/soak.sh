@@ -12,3 +12,5 @@ mkdir -p target
 echo "soak: ${secs} s, log in target/soak.log"
 AURALIS_SOAK_SECS="$secs" cargo test --release --locked -p auralis --test soak -- \
   --ignored soak_long --nocapture 2>&1 | tee target/soak.log | grep -E '^soak|test result|panicked'
+# A renamed or filtered-out test would otherwise "pass" with nothing run.
+grep -q 'test result: ok\. 1 passed' target/soak.log || { echo "soak: soak_long did not run" >&2; exit 1; }

@@ -16,7 +16,13 @@ if [[ -z "${QUICK:-}" ]]; then
   cargo clippy -p synthd --features torch --all-targets --locked -- -D warnings
 fi
 step "cargo test -p synthd --features torch (parity on libtorch's CPU; CUDA when present)"
-cargo test -p synthd --features torch --locked --lib -- device torch --nocapture
+log=$(mktemp)
+cargo test -p synthd --features torch --locked --lib -- device torch --nocapture 2>&1 | tee "$log"
+# The filter above selects by name: fail if the parity and routing tests did not actually run.
+for t in torch_cpu_matches_the_native_dry_pad_path torch_routed_stations_sound_like_native_ones; do
+  grep -q "$t ... ok" "$log" || { echo "test-torch: $t did not run and pass" >&2; exit 1; }
+done
+rm -f "$log"
 # The GPU bench is type-checked by clippy --all-targets above; its release build (~5 min of
 # libtorch C++ in release mode) is left to whoever runs it on a GPU machine.
 step "torch backend done"

@@ -9,7 +9,6 @@ start=$(date +%s)
 stage() { printf '\n=== %s (%ss)\n' "$*" "$(( $(date +%s) - start ))"; }
 
 stage "system packages"
-./scripts/install-test-deps.sh
 ./scripts/install-test-deps.sh libopus-dev pkg-config ffmpeg icecast2
 
 if [[ -z "${QUICK:-}" ]]; then

@@ -240,13 +240,6 @@ test("changing the key is answered in the page", async (t) => {
   const kind = await page.$eval("#reply", (e) => e.dataset.kind);
   const text = await page.textContent("#reply");
   const s = await stats();
-  if (kind === "error" && s.lastError && s.lastError.code === "unsupported") {
-    // streamd before musical `set` support: the refusal is shown and the control reverted.
-    assert.match(text, /Not applied/);
-    assert.equal(await page.inputValue("#key"), current);
-    t.skip(`this streamd refuses musical set (${s.lastError.message})`);
-    return;
-  }
   assert.equal(kind, "ack", `reply: ${text}`);
   assert.match(text, new RegExp(`Applied: key ${next}`));
   assert.equal(s.lastAck.action, "set");
