@@ -1,14 +1,24 @@
 // Auralis web player: WebSocket client, adaptive jitter buffer control, AudioWorklet playback,
 // controls, sleep timer and visualizer. Protocol: see PROTOCOL.md and streamd/src/protocol.rs.
 //
-// Data path: a binary "pcm16" frame (40-byte AUR1 header + s16le stereo at 44.1 kHz) or a JSON
-// audio message (base64 s16le) is decoded here into a pooled planar Float32Array, whose buffer is
-// transferred to the worklet (worklet.js); the worklet copies it into its ring and transfers the
-// buffer back, so steady-state playback allocates nothing on either side for audio data.
+// Data path: a binary frame (40-byte AUR1 header) holds either s16le stereo at 44.1 kHz ("pcm16")
+// or five 20 ms Opus packets ("opus", decoded by WebCodecs' AudioDecoder to 48 kHz); a JSON audio
+// message holds base64 s16le. Each chunk ends up in a pooled planar Float32Array, whose buffer is
+// transferred to the worklet (worklet.js) with its sample rate; the worklet copies it into its ring
+// (resampling to the device rate as it plays) and transfers the buffer back, so steady-state
+// playback allocates nothing on either side for the audio data itself.
+//
+// The player asks for "opus" (about 1/14 of the bytes) where WebCodecs can decode it, else
+// "pcm16"; `?format=json|pcm16|opus` forces one. A decoder error falls back to pcm16 for the rest
+// of the visit, continuing the stream, with a note in the page.
 "use strict";
 
 (() => {
-  const SOURCE_RATE = 44100;
+  const PCM_RATE = 44100;
+  const OPUS_RATE = 48000;
+  const OPUS_PACKET_US = 20000;
+  const OPUS_PACKET_FRAMES = 960;
+  const OPUS_CONFIG = { codec: "opus", sampleRate: OPUS_RATE, numberOfChannels: 2 };
   const CHUNK_MS = 100;
   const BACKOFF_BASE_MS = 1000;
   const BACKOFF_CAP_MS = 60000;
@@ -51,6 +61,9 @@
     reply: $("reply"), viz: $("viz"),
     stBuffer: $("st-buffer"), stTier: $("st-tier"), stJitter: $("st-jitter"),
     stUnderruns: $("st-underruns"), stSeq: $("st-seq"), stRate: $("st-rate"),
+    stFormat: $("st-format"), formatNote: $("format-note"),
+    plain: $("plain"), plainAudio: $("plain-audio"), plainMp3: $("plain-mp3"),
+    plainOpus: $("plain-opus"), plainHint: $("plain-hint"),
   };
 
   /** Everything tests (and curious listeners, from the console) may read. */
@@ -73,7 +86,14 @@
     draining: 0,
     streams: 0, // streams started in the worklet (start, station switches)
     startAcks: 0, // connections that began streaming
-    format: null,
+    format: null, // the format the server streams in (from its acks)
+    bytesReceived: 0, // audio bytes, for the bit rate shown
+    kbps: 0,
+    opusPackets: 0, // Opus packets handed to the decoder
+    opusDecoded: 0, // chunks the decoder gave back (posted to the worklet)
+    decoderErrors: 0,
+    fallbacks: 0, // times Opus gave way to pcm16
+    formatNote: null, // why the format changed, as shown
   };
 
   let ctx = null, node = null, volumeGain = null, sleepGain = null, analyser = null;
@@ -93,6 +113,11 @@
   let underrunsAtConnect = 0, lastReportAt = 0;
   let lastArrival = 0, jitterLive = false, tierIndex = 1, tierRaisedAt = 0;
   let sleepEndsAt = 0, sleepTimer = 0;
+  let decoder = null; // WebCodecs AudioDecoder while streaming Opus
+  let assembling = null; // { seq, buf, frames, expected }: a chunk being collected from the decoder
+  const opusExpected = new Map(); // seq -> frames its packets decode to (normally 4800)
+  let formatSetPending = false; // a `set` of the format we sent ourselves (fallback), not the user
+  let lastRateAt = 0, lastRateBytes = 0;
   const pool = []; // ArrayBuffers back from the worklet, for reuse
   let presets = BUILTIN_PRESETS;
   let current = { ...BUILTIN_PRESETS[0] }; // the parameters shown in the controls
@@ -143,6 +168,18 @@
     ui.stUnderruns.textContent = w ? String(w.underruns) : "0";
     ui.stSeq.textContent = stats.lastSeq === null ? "–" : String(stats.lastSeq);
     ui.stRate.textContent = ctx ? `${(ctx.sampleRate / 1000).toFixed(1)} kHz` : "–";
+    const now = performance.now();
+    if (now - lastRateAt >= 2000) {
+      if (lastRateAt) stats.kbps = ((stats.bytesReceived - lastRateBytes) * 8) / (now - lastRateAt);
+      lastRateAt = now;
+      lastRateBytes = stats.bytesReceived;
+    }
+    const shown = stats.format || (running ? format : null);
+    ui.stFormat.textContent = shown
+      ? `${FORMAT_LABELS[shown] || shown}${running && stats.kbps ? ` · ${Math.round(stats.kbps)} kbit/s` : ""}`
+      : "–";
+    ui.stFormat.title = shown === "opus" ? "Opus, decoded in the browser (WebCodecs), 48 kHz"
+      : shown ? "Uncompressed 16-bit PCM, 44.1 kHz" : "";
     ui.now.textContent = station ? `${stationLabel(station)} · ${describe(current)}` : "";
   }
 
@@ -224,9 +261,7 @@
   function setTier(i) {
     tierIndex = i;
     stats.tier = TIERS[i].name;
-    if (node) {
-      node.port.postMessage({ type: "target", frames: Math.round((TIERS[i].targetMs / 1000) * SOURCE_RATE) });
-    }
+    if (node) node.port.postMessage({ type: "target", ms: TIERS[i].targetMs });
   }
 
   // ---------------------------------------------------------------- decoding
@@ -250,20 +285,27 @@
     return out;
   }
 
+  /** A binary frame: the AUR1 header, then s16le samples (code 1) or Opus packets (code 2). */
   function decodeBinary(buf) {
     const view = new DataView(buf);
     if (buf.byteLength < 40 || view.getUint32(0, false) !== 0x41555231 /* "AUR1" */) return null;
     const headerLen = view.getUint32(4, true);
     const channels = view.getUint16(28, true);
-    const format = view.getUint16(30, true);
-    if (channels !== 2 || format !== 1 || headerLen > buf.byteLength) return null;
-    return {
+    const code = view.getUint16(30, true);
+    if (channels !== 2 || headerLen > buf.byteLength || (code !== 1 && code !== 2)) return null;
+    const chunk = {
       seq: view.getUint32(8, true) + view.getUint32(12, true) * 2 ** 32, // no BigInt: Safari 14
       sampleRate: view.getUint32(24, true),
       tier: ["minimal", "normal", "stable", "defensive"][view.getUint8(34)] || null,
       depth: view.getUint32(36, true),
-      pcm: toPlanar(view, headerLen, buf.byteLength - headerLen),
+      bytes: buf.byteLength,
+      pcm: null,
+      opus: null,
     };
+    // The Opus payload is decoded only once the chunk is known to be wanted (not a duplicate).
+    if (code === 2) chunk.opus = { view, offset: headerLen };
+    else chunk.pcm = toPlanar(view, headerLen, buf.byteLength - headerLen);
+    return chunk;
   }
 
   function decodeJsonAudio(m) {
@@ -273,7 +315,7 @@
     for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
     return {
       seq: m.seq, sampleRate: m.sample_rate, tier: m.current_tier || null, depth: m.buffer_depth,
-      station: m.station,
+      station: m.station, bytes: m.data.length,
       pcm: toPlanar(new DataView(bytes.buffer), 0, bytes.length),
     };
   }
@@ -281,11 +323,13 @@
   function onAudio(chunk, socket) {
     if (!chunk) return;
     stats.chunksReceived++;
-    if (chunk.station && station && chunk.station !== station) return; // old station's tail
+    stats.bytesReceived += chunk.bytes;
+    const drop = () => { if (chunk.pcm) pool.push(chunk.pcm.buffer); };
+    if (chunk.station && station && chunk.station !== station) return drop(); // old station's tail
+    if (chunk.opus && format !== "opus") return drop(); // in flight when Opus gave way to pcm16
     if (nextSeq !== null && chunk.seq < nextSeq && chunk.seq > nextSeq - 600) {
       stats.duplicates++; // already played (overlap of a draining and a new connection)
-      pool.push(chunk.pcm.buffer);
-      return;
+      return drop();
     }
     if (socket === ws) attempt = 0; // audio flows: the connection is good
     if (afterFirstChunk) { afterFirstChunk(); afterFirstChunk = null; }
@@ -293,13 +337,177 @@
     stats.lastSeq = chunk.seq;
     if (chunk.tier) stats.serverTier = chunk.tier;
     onArrival(performance.now());
-    node.port.postMessage({ type: "chunk", buf: chunk.pcm.buffer }, [chunk.pcm.buffer]);
+    if (chunk.opus) {
+      decodeOpus(chunk);
+      return;
+    }
+    node.port.postMessage({ type: "chunk", buf: chunk.pcm.buffer, rate: chunk.sampleRate || PCM_RATE },
+      [chunk.pcm.buffer]);
     stats.chunksPosted++;
+  }
+
+  // ---------------------------------------------------------------- Opus (WebCodecs)
+
+  /** Whether this browser decodes Opus with WebCodecs (the format asked for then). */
+  async function opusSupported() {
+    try {
+      if (!window.AudioDecoder || !window.EncodedAudioChunk) return false;
+      const r = await AudioDecoder.isConfigSupported(OPUS_CONFIG);
+      return Boolean(r && r.supported);
+    } catch {
+      return false;
+    }
+  }
+
+  function ensureDecoder() {
+    if (decoder && decoder.state === "configured") return true;
+    try {
+      decoder = new AudioDecoder({ output: onDecoded, error: onDecoderError });
+      decoder.configure(OPUS_CONFIG);
+      return true;
+    } catch (err) {
+      onDecoderError(err);
+      return false;
+    }
+  }
+
+  function closeDecoder() {
+    const d = decoder;
+    decoder = null;
+    assembling = null;
+    opusExpected.clear();
+    if (d && d.state !== "closed") {
+      try { d.close(); } catch { /* closing anyway */ }
+    }
+  }
+
+  /**
+   * Hands a frame's packets (each prefixed by its length, u16 LE) to the decoder. Timestamps come
+   * from the seq (100 ms a chunk, 20 ms a packet), so its output says which chunk it belongs to.
+   */
+  function decodeOpus(chunk) {
+    if (!ensureDecoder()) return;
+    const { view, offset } = chunk.opus;
+    const end = view.byteLength;
+    let k = 0;
+    try {
+      for (let at = offset; at + 2 <= end; k++) {
+        const len = view.getUint16(at, true);
+        at += 2;
+        if (len === 0 || at + len > end) throw new Error(`malformed Opus frame (seq ${chunk.seq})`);
+        decoder.decode(new EncodedAudioChunk({
+          type: "key",
+          timestamp: chunk.seq * CHUNK_MS * 1000 + k * OPUS_PACKET_US,
+          duration: OPUS_PACKET_US,
+          data: new Uint8Array(view.buffer, at, len),
+        }));
+        at += len;
+      }
+    } catch (err) {
+      onDecoderError(err);
+      return;
+    }
+    stats.opusPackets += k;
+    opusExpected.set(chunk.seq, k * OPUS_PACKET_FRAMES);
+  }
+
+  /** Decoder output (one AudioData per packet): collected per chunk, then posted to the worklet. */
+  function onDecoded(data) {
+    try {
+      if (!running || !node) return;
+      // Round to the packet: a decoder that shifts its timestamps by its delay still lands here.
+      const seq = Math.floor(Math.round(data.timestamp / OPUS_PACKET_US) / (CHUNK_MS * 1000 / OPUS_PACKET_US));
+      if (assembling && assembling.seq !== seq) postAssembled();
+      const n = data.numberOfFrames;
+      if (!assembling) {
+        const expected = opusExpected.get(seq) || 5 * OPUS_PACKET_FRAMES;
+        // Forget this chunk's and any older (never answered) announcements.
+        for (const k of opusExpected.keys()) {
+          if (k > seq) break;
+          opusExpected.delete(k);
+        }
+        assembling = { seq, buf: takeBuffer(2 * expected), frames: 0, expected };
+      }
+      const a = assembling;
+      const room = a.expected - a.frames;
+      if (n > room) { postAssembled(); return; } // more than announced: drop, never overrun
+      copyPlanes(data, a.buf, a.frames, a.expected, n);
+      a.frames += n;
+      if (a.frames === a.expected) postAssembled();
+    } catch (err) {
+      onDecoderError(err);
+    } finally {
+      data.close();
+    }
+  }
+
+  let scratch = null; // interleaved output of decoders that give "f32"
+  /** Copies `n` frames of `data` into planar `buf` (left at [at], right at [stride + at]). */
+  function copyPlanes(data, buf, at, stride, n) {
+    const left = buf.subarray(at, at + n), right = buf.subarray(stride + at, stride + at + n);
+    if (data.format === "f32-planar") {
+      data.copyTo(left, { planeIndex: 0 });
+      data.copyTo(right, { planeIndex: data.numberOfChannels > 1 ? 1 : 0 });
+      return;
+    }
+    if (data.format === "f32") {
+      if (!scratch || scratch.length < 2 * n) scratch = new Float32Array(2 * n);
+      data.copyTo(scratch, { planeIndex: 0 });
+      for (let i = 0; i < n; i++) { left[i] = scratch[2 * i]; right[i] = scratch[2 * i + 1]; }
+      return;
+    }
+    // Any other sample format: let the browser convert.
+    data.copyTo(left, { planeIndex: 0, format: "f32-planar" });
+    data.copyTo(right, { planeIndex: 1, format: "f32-planar" });
+  }
+
+  function postAssembled() {
+    const a = assembling;
+    assembling = null;
+    if (!a || !a.frames) return;
+    let buf = a.buf;
+    if (a.frames !== a.expected) {
+      // A short chunk (the decoder's first, trimmed by its delay): planar at its own length.
+      buf = takeBuffer(2 * a.frames);
+      buf.set(a.buf.subarray(0, a.frames), 0);
+      buf.set(a.buf.subarray(a.expected, a.expected + a.frames), a.frames);
+      pool.push(a.buf.buffer);
+    }
+    node.port.postMessage({ type: "chunk", buf: buf.buffer, rate: OPUS_RATE }, [buf.buffer]);
+    stats.chunksPosted++;
+    stats.opusDecoded++;
+  }
+
+  function onDecoderError(err) {
+    stats.decoderErrors++;
+    const why = err && err.message ? err.message : String(err);
+    stats.lastError = `decoder: ${why}`;
+    closeDecoder();
+    if (format === "opus") fallBackToPcm(`Opus decoding failed (${why})`);
+  }
+
+  /** Opus gave way: pcm16 from here on, continuing the stream (the server switches at once). */
+  function fallBackToPcm(why) {
+    format = "pcm16";
+    stats.fallbacks++;
+    showFormatNote(`${why}. Playing uncompressed PCM instead.`);
+    if (ws && ws.readyState === WebSocket.OPEN && station) {
+      formatSetPending = true;
+      ws.send(JSON.stringify({ type: "control", action: "set", params: { format: "pcm16" } }));
+    }
+  }
+
+  function showFormatNote(text) {
+    stats.formatNote = text;
+    ui.formatNote.textContent = text;
+    ui.formatNote.hidden = false;
   }
 
   /** A different stream follows: the worklet fades out and drops what it holds, then buffers. */
   function resetStream() {
     node.port.postMessage({ type: "reset" });
+    // Whatever the decoder still holds belongs to the stream that ends.
+    if (decoder) closeDecoder();
     stats.streams++;
     if (stats.worklet) stats.worklet = { ...stats.worklet, state: "buffering", bufferedMs: 0 };
     lastArrival = 0;
@@ -313,8 +521,13 @@
     return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws";
   }
 
-  /** `?format=json` asks for base64 JSON audio instead of binary frames (debugging, old proxies). */
-  const FORMAT = new URLSearchParams(location.search).get("format") === "json" ? "json" : "pcm16";
+  /** `?format=json|pcm16|opus` forces a format (debugging, old proxies); else chosen at start. */
+  const FORMAT_ASKED = (() => {
+    const f = new URLSearchParams(location.search).get("format");
+    return ["json", "pcm16", "opus"].includes(f) ? f : null;
+  })();
+  const FORMAT_LABELS = { json: "JSON", pcm16: "PCM", opus: "Opus" };
+  let format = FORMAT_ASKED || "pcm16"; // what `start` asks for
 
   /**
    * `start`: our station and where we are in it when reconnecting; when `fresh` (our station is
@@ -322,7 +535,7 @@
    * playing them.
    */
   function startMessage(fresh) {
-    const params = { format: FORMAT };
+    const params = { format };
     if (askAck) params.ack = true;
     if (fresh) {
       Object.assign(params, customParams);
@@ -439,6 +652,12 @@
   function onAck(m, socket) {
     stats.lastAck = m;
     if (m.format) stats.format = m.format;
+    if (m.action === "set" && formatSetPending && !pendingSet) {
+      formatSetPending = false; // our own fallback, already told in the page
+      refreshState();
+      showStats();
+      return;
+    }
     if (m.action === "start") {
       if (oldWs && socket === ws) {
         // The replacement of a draining connection is streaming: let the old one go.
@@ -547,7 +766,62 @@
   function selectStation(name) {
     addStationOption(name);
     ui.station.value = name;
+    updatePlainStream();
   }
+
+  // ---------------------------------------------------------------- the plain stream
+
+  /** The station's plain stream, for `<audio>`, other players, and iOS's lock screen. */
+  function plainStreamUrl(ext) {
+    const name = station || ui.station.value || "focus";
+    return `/stream/${encodeURIComponent(name)}.${ext}`;
+  }
+
+  function updatePlainStream() {
+    ui.plainMp3.href = plainStreamUrl("mp3");
+    ui.plainOpus.href = plainStreamUrl("opus");
+    // A playing element keeps its station (changing `src` would cut it).
+    if (ui.plainAudio.paused) ui.plainAudio.setAttribute("src", plainStreamUrl("mp3"));
+  }
+
+  /**
+   * Where the worklet player cannot play well, say so and put the plain stream first: without
+   * AudioWorklet it cannot play at all, and on iOS a page's Web Audio stops when the screen locks
+   * while an `<audio>` element plays on.
+   */
+  function plainStreamReason() {
+    if (typeof AudioWorkletNode === "undefined" || !window.isSecureContext) {
+      return "This browser cannot run the player above (it needs AudioWorklet, on https:// or " +
+        "localhost). This plain stream plays here instead.";
+    }
+    const ios = /iPad|iPhone|iPod/.test(navigator.userAgent) ||
+      (navigator.platform === "MacIntel" && navigator.maxTouchPoints > 1);
+    if (ios) {
+      return "On iPhone and iPad the player above stops when the screen locks. This plain stream " +
+        "keeps playing in the background.";
+    }
+    return null;
+  }
+
+  /** Puts the plain stream right under the player, with `why`. */
+  function suggestPlainStream(why) {
+    if (!why) return;
+    ui.plain.dataset.suggested = "true";
+    ui.plainHint.textContent = why;
+    const stage = document.querySelector(".stage");
+    stage.parentNode.insertBefore(ui.plain, stage.nextSibling);
+  }
+
+  ui.plainAudio.addEventListener("play", () => {
+    if (running) ui.toggle.click(); // one player at a time
+  });
+  ui.plainAudio.addEventListener("pause", () => {
+    // A live stream resumes at live, not where it paused: drop the connection and its buffer.
+    const src = plainStreamUrl("mp3");
+    ui.plainAudio.removeAttribute("src");
+    ui.plainAudio.load();
+    ui.plainAudio.setAttribute("src", src);
+  });
 
   /** Stations made for one listener's settings have generated names: show them kindly. */
   function stationLabel(name) {
@@ -647,6 +921,7 @@
   ui.station.addEventListener("change", () => {
     const name = ui.station.value;
     if (!name) return;
+    if (!station) updatePlainStream();
     customParams = {};
     if (ws && ws.readyState === WebSocket.OPEN && station) {
       pendingSet = { params: { station: name }, text: `station ${name}`, before: { ...current } };
@@ -772,6 +1047,9 @@
     if (ctx) ctx.resume();
     await ensureAudio();
     if (!first) await ctx.resume();
+    // Opus where WebCodecs decodes it (unless forced, or it failed once this visit).
+    if (!FORMAT_ASKED && !stats.fallbacks) format = (await opusSupported()) ? "opus" : "pcm16";
+    if (!ui.plainAudio.paused) ui.plainAudio.pause(); // one player at a time
     running = true;
     attempt = 0;
     stats.connects = 0;
@@ -801,6 +1079,7 @@
     }
     ws = oldWs = null;
     station = null;
+    closeDecoder();
     if (node) node.port.postMessage({ type: "reset" });
     // Let the worklet's fade-out finish before suspending.
     if (ctx) setTimeout(() => { if (!running) ctx.suspend(); }, 120);
@@ -820,7 +1099,11 @@
     const action = running ? Promise.resolve(stop()) : start();
     action.catch((err) => {
       running = false;
-      setState("error", `Cannot play: ${err && err.message ? err.message : err}`);
+      setState("error", `Cannot play: ${err && err.message ? err.message : err}. ` +
+        "The plain stream below may play instead.");
+      if (ui.plain.dataset.suggested !== "true") {
+        suggestPlainStream("The player above could not start here. This plain stream plays instead.");
+      }
     }).finally(() => { ui.toggle.disabled = false; });
   });
 
@@ -962,6 +1245,7 @@
       if (placeholder && ui.station.options.length > 1) {
         placeholder.remove();
         if (!station) ui.station.value = (s.stations.find((x) => x.default) || s.stations[0]).name;
+        updatePlainStream();
       }
     } catch { /* offline: try again later */ }
   }
@@ -973,6 +1257,8 @@
     if (v !== null && Number.isFinite(Number(v))) ui.volume.value = v;
   } catch { /* private mode */ }
   setVolume(Number(ui.volume.value), false);
+  suggestPlainStream(plainStreamReason());
+  updatePlainStream();
   loadPresets();
   loadStations();
   setInterval(loadStations, 15000);
@@ -992,6 +1278,8 @@
     get station() { return station; },
     get nextSeq() { return nextSeq; },
     get connected() { return Boolean(ws && ws.readyState === WebSocket.OPEN && !oldWs); },
+    get format() { return format; },
+    plainStreamUrl,
     setSleepTimer,
     setTier,
   };

@@ -1,9 +1,12 @@
 // Auralis playback processor (AudioWorkletGlobalScope).
 //
-// The main thread posts decoded chunks (planar float32, 44.1 kHz stereo) as transferable buffers;
-// they are copied into a preallocated ring and the buffers are handed back for reuse. process()
-// never allocates: it resamples from the ring to the device rate with a polyphase windowed-sinc
-// interpolator whose state is simply the ring itself, so it is continuous across chunks.
+// The main thread posts decoded chunks (planar float32 stereo, each tagged with its rate: 44.1 kHz
+// PCM, or 48 kHz from the Opus decoder) as transferable buffers; they are copied into a
+// preallocated ring and the buffers are handed back for reuse. process() never allocates: it
+// resamples from the ring to the device rate with a polyphase windowed-sinc interpolator whose
+// state is simply the ring itself, so it is continuous across chunks. When the rate of the chunks
+// changes (a format switch), the ring remembers where, and the interpolator changes its step and
+// filter when its read position gets there: what was queued plays out at its own rate.
 //
 // Jitter buffer: nothing plays until `target` frames are queued; when the queue is about to run dry
 // the output fades out over FADE_MS (no click), counts an underrun and waits for `target` again,
@@ -15,7 +18,7 @@
 
 "use strict";
 
-const SOURCE_RATE = 44100;
+const DEFAULT_SOURCE_RATE = 44100;
 const RING_FRAMES = 1 << 18; // 5.9 s of source frames; a power of two for cheap wrapping
 const RING_MASK = RING_FRAMES - 1;
 const TAPS = 16; // sinc taps per output sample
@@ -36,8 +39,12 @@ class AuralisPlayer extends AudioWorkletProcessor {
     this.ringR = new Float32Array(RING_FRAMES);
     this.written = 0; // source frames ever written (absolute index of the next write)
     this.readPos = 0; // absolute fractional source index of the next output sample's centre
-    this.step = SOURCE_RATE / sampleRate;
-    this.target = Math.round(0.5 * SOURCE_RATE);
+    this.sourceRate = DEFAULT_SOURCE_RATE; // rate of the frames at the read position
+    this.writeRate = DEFAULT_SOURCE_RATE; // rate of the last chunk written
+    this.switches = []; // { at, rate, table }: rate changes ahead of the read position, in order
+    this.targetMs = 500;
+    this.step = this.sourceRate / sampleRate;
+    this.target = Math.round((this.targetMs / 1000) * this.sourceRate);
     this.state = STATE_BUFFERING;
     this.gain = 0;
     this.fadeStep = 1 / Math.max(1, Math.round((FADE_MS / 1000) * sampleRate));
@@ -49,10 +56,11 @@ class AuralisPlayer extends AudioWorkletProcessor {
     this.chunks = 0;
     this.framesPlayed = 0;
     this.peak = 0;
-    // At 44.1 kHz an integer read position is copied straight through; any fractional one (device
-    // rate differs, or catching up) goes through the sinc interpolator.
+    // At the source rate an integer read position is copied straight through; any fractional one
+    // (device rate differs, or catching up) goes through the sinc interpolator.
     this.direct = Math.abs(this.step - 1) < 1e-9;
     this.table = buildTable(Math.min(1, 1 / this.step));
+    this.tables = new Map([[this.sourceRate, this.table]]); // one per source rate, built once
 
     this.port.onmessage = (e) => this.onMessage(e.data);
   }
@@ -60,9 +68,16 @@ class AuralisPlayer extends AudioWorkletProcessor {
   onMessage(m) {
     switch (m.type) {
       case "chunk": {
-        // m.buf: Float32Array buffer, left frames then right frames.
+        // m.buf: Float32Array buffer, left frames then right frames; m.rate: its sample rate.
         const data = new Float32Array(m.buf);
         const frames = data.length >> 1;
+        const rate = m.rate || DEFAULT_SOURCE_RATE;
+        if (rate !== this.writeRate) {
+          // Built here, in the message handler, never in process().
+          if (!this.tables.has(rate)) this.tables.set(rate, buildTable(Math.min(1, sampleRate / rate)));
+          this.switches.push({ at: this.written, rate, table: this.tables.get(rate) });
+          this.writeRate = rate;
+        }
         this.write(data, frames);
         this.chunks++;
         // Give the buffer back so the main thread reuses it (no garbage on this thread).
@@ -70,13 +85,16 @@ class AuralisPlayer extends AudioWorkletProcessor {
         return;
       }
       case "target":
-        this.target = Math.max(2048, Math.min(RING_FRAMES >> 2, m.frames | 0));
+        // In milliseconds, so it means the same at any source rate.
+        this.targetMs = Math.max(50, Math.min(2000, Number(m.ms) || 500));
+        this.updateTarget();
         break;
       case "reset":
         // A different stream (new station or fresh start): drop what is queued, after a fade-out
         // when something is playing. Chunks posted after this message are kept.
         if (this.state === STATE_BUFFERING || this.gain === 0) {
           this.readPos = this.written;
+          this.applySwitches();
           this.state = STATE_BUFFERING;
           this.gain = 0;
         } else {
@@ -94,12 +112,29 @@ class AuralisPlayer extends AudioWorkletProcessor {
     this.port.postMessage({ type: "stats", stats: this.stats() });
   }
 
+  updateTarget() {
+    this.target = Math.round((this.targetMs / 1000) * this.sourceRate);
+  }
+
+  /** Takes on the rate (step, filter, target) of every switch the read position has reached. */
+  applySwitches() {
+    while (this.switches.length !== 0 && this.switches[0].at <= this.readPos) {
+      const s = this.switches.shift();
+      this.sourceRate = s.rate;
+      this.step = s.rate / sampleRate;
+      this.direct = Math.abs(this.step - 1) < 1e-9;
+      this.table = s.table;
+      this.updateTarget();
+    }
+  }
+
   write(data, frames) {
     // Never overrun the reader: if the ring is full, the oldest audio goes (a cut, faded below).
     const room = RING_FRAMES - TAPS - 1 - (this.written - Math.floor(this.readPos));
     if (frames > room) {
       this.readPos += frames - room;
       this.skips++;
+      this.applySwitches();
     }
     let w = this.written;
     for (let i = 0; i < frames; i++, w++) {
@@ -118,8 +153,9 @@ class AuralisPlayer extends AudioWorkletProcessor {
   stats() {
     return {
       state: this.state === STATE_BUFFERING || this.flushAfterFade ? "buffering" : "playing",
-      bufferedMs: Math.max(0, this.available()) * 1000 / SOURCE_RATE,
-      targetMs: this.target * 1000 / SOURCE_RATE,
+      bufferedMs: Math.max(0, this.available()) * 1000 / this.sourceRate,
+      targetMs: this.target * 1000 / this.sourceRate,
+      sourceRate: this.sourceRate,
       underruns: this.underruns,
       skips: this.skips,
       chunks: this.chunks,
@@ -137,6 +173,7 @@ class AuralisPlayer extends AudioWorkletProcessor {
     // Source frames the interpolator needs beyond readPos (taps right of the centre).
     const guard = HALF + 1;
 
+    if (this.switches.length !== 0) this.applySwitches();
     if (this.state === STATE_BUFFERING) {
       if (this.available() - guard >= this.target) {
         this.state = STATE_PLAYING; // gain is 0: fades in below
@@ -147,14 +184,15 @@ class AuralisPlayer extends AudioWorkletProcessor {
       }
     }
 
-    let step = this.step;
+    let speed = 1;
     const excess = this.available() - this.target;
-    if (excess > MAX_EXCESS_S * SOURCE_RATE && this.state === STATE_PLAYING) {
+    if (excess > MAX_EXCESS_S * this.sourceRate && this.state === STATE_PLAYING) {
       this.state = STATE_FADING_OUT;
       this.skipAfterFade = true;
-    } else if (excess > 0.15 * SOURCE_RATE) {
-      step *= CATCHUP;
+    } else if (excess > 0.15 * this.sourceRate) {
+      speed = CATCHUP;
     }
+    let step = this.step * speed;
 
     const fadeFrames = 1 / this.fadeStep;
     let peak = this.peak * 0.999;
@@ -170,6 +208,7 @@ class AuralisPlayer extends AudioWorkletProcessor {
           this.gain = 0;
           if (this.flushAfterFade) {
             this.readPos = Math.max(this.readPos, this.flushTo);
+            this.applySwitches();
             this.flushAfterFade = false;
             this.state = STATE_BUFFERING;
             for (let k = i; k < n; k++) {
@@ -180,6 +219,8 @@ class AuralisPlayer extends AudioWorkletProcessor {
           } else if (this.skipAfterFade) {
             // Cut the queue back to target and fade in again from there.
             this.readPos = this.written - this.target - guard;
+            this.applySwitches();
+            step = this.step * speed;
             this.skipAfterFade = false;
             this.skips++;
             this.state = STATE_PLAYING;
@@ -229,6 +270,11 @@ class AuralisPlayer extends AudioWorkletProcessor {
       if (a > peak) peak = a;
       this.readPos += step;
       this.framesPlayed++;
+      if (this.switches.length !== 0 && this.readPos >= this.switches[0].at) {
+        // The chunks from here on have another rate (a format switch): a new step and filter.
+        this.applySwitches();
+        step = this.step * speed;
+      }
     }
     this.peak = peak;
     return true;
@@ -238,8 +284,8 @@ class AuralisPlayer extends AudioWorkletProcessor {
 /**
  * Polyphase windowed-sinc table: row `ph` holds the TAPS weights for a read position
  * base + ph / PHASES, tap k applying to source frame base - HALF + 1 + k. `cutoff` (fraction of the
- * source Nyquist) is below 1 when the device rate is lower than 44.1 kHz, so downsampling does not
- * alias. Blackman window; each row is normalised to unity DC gain.
+ * source Nyquist) is below 1 when the device rate is lower than the source's, so downsampling does
+ * not alias. Blackman window; each row is normalised to unity DC gain.
  */
 function buildTable(cutoff) {
   const table = new Float32Array((PHASES + 1) * TAPS);

@@ -1,8 +1,10 @@
 // Browser test of the Auralis player against a running `auralis up` (scripts/test-browser.sh starts
 // it and sets AURALIS_URL and AURALIS_LAUNCHER_PID). Debian's chromium, headless, via playwright-core.
 //
-// The tests run in order on one page: start and play, survive a streamd crash, change the key,
-// screenshot. Run with `node --test player.test.mjs`.
+// The tests run in order on one page: start and play (Opus through WebCodecs), survive a streamd
+// crash, change the key, screenshot; then pages of their own: JSON audio at 44.1 kHz and the sleep
+// timer, a browser without WebCodecs (pcm16) and the plain stream, and an Opus decoder that fails
+// mid-stream (falls back to pcm16). Run with `node --test player.test.mjs`.
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -167,7 +169,7 @@ test("the page loads with its controls and presets", async () => {
   assert.deepEqual(unlabelled, [], "every control has a label");
 });
 
-test("start plays audio through the worklet", async () => {
+test("start plays Opus, decoded by WebCodecs, through the worklet", async () => {
   await page.click("#toggle");
   await page.waitForFunction(() => window.auralis.stats.state === "playing", null, { timeout: 20000 });
   const ctxState = await page.evaluate(() => window.auralis.context.state);
@@ -178,10 +180,22 @@ test("start plays audio through the worklet", async () => {
   const s = await stats();
   assert.ok(s.worklet.chunks >= 5, `worklet got ${s.worklet.chunks} chunks`);
   assert.ok(s.chunksPosted >= 5 && s.lastSeq !== null, JSON.stringify(s));
-  assert.equal(s.format, "pcm16");
+  // Chromium decodes Opus with WebCodecs: the player asked for it and the decoder feeds the worklet.
+  assert.equal(s.format, "opus", JSON.stringify(s));
+  assert.equal(s.lastAck.codec.name, "opus");
+  assert.ok(s.opusDecoded >= 5 && s.opusPackets >= 5 * s.opusDecoded, JSON.stringify(s));
+  assert.equal(s.decoderErrors, 0, s.lastError);
+  assert.equal(s.worklet.sourceRate, 48000);
+  const bytesPerChunk = s.bytesReceived / s.chunksReceived;
+  assert.ok(bytesPerChunk < 3000, `${bytesPerChunk} bytes per 100 ms chunk is not Opus`);
   const rms = await maxRms(2500);
   assert.ok(rms > 0.003, `output RMS ${rms} is (nearly) silent`);
   assert.match(await page.textContent("#status"), /Playing/);
+  assert.match(await page.textContent("#st-format"), /Opus/);
+  const after = await stats();
+  console.log(`# opus: ${Math.round(bytesPerChunk)} bytes per chunk (${(bytesPerChunk * 80 / 1000).toFixed(1)} ` +
+    `kbit/s), ${after.opusDecoded} chunks decoded, underruns ${after.worklet.underruns}, ` +
+    `buffer ${Math.round(after.worklet.bufferedMs)} ms`);
   assert.deepEqual(pageErrors, []);
 });
 
@@ -301,5 +315,151 @@ test("JSON audio at a 44.1 kHz device rate plays, and the sleep timer fades out 
     assert.deepEqual(errors, []);
   } finally {
     await p2.close();
+  }
+});
+
+/** Reads the first `min` bytes of an endless stream in the page, then lets it go. */
+async function fetchHead(p, url, min) {
+  return p.evaluate(async ({ url, min }) => {
+    const r = await fetch(url);
+    const reader = r.body.getReader();
+    const parts = [];
+    let n = 0;
+    while (n < min) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      parts.push(...value);
+      n += value.length;
+    }
+    await reader.cancel();
+    return { status: r.status, type: r.headers.get("content-type"), bytes: parts.slice(0, min) };
+  }, { url, min });
+}
+
+test("without WebCodecs the player streams pcm16; the plain stream is the station's", async () => {
+  const p3 = await context.newPage();
+  const errors = [];
+  p3.on("pageerror", (e) => errors.push(String(e)));
+  await p3.addInitScript(() => {
+    delete window.AudioDecoder;
+    delete window.EncodedAudioChunk;
+  });
+  try {
+    await p3.goto(base, { waitUntil: "load" });
+    await p3.click("#toggle");
+    await p3.waitForFunction(() => window.auralis.stats.state === "playing", null, { timeout: 20000 });
+    const s = await p3.evaluate(() => ({ ...window.auralis.stats }));
+    assert.equal(s.format, "pcm16");
+    assert.equal(s.opusPackets, 0);
+    let rms = 0;
+    for (let i = 0; i < 20; i++) {
+      rms = Math.max(rms, await p3.evaluate(() => window.auralis.rms()));
+      await sleep(100);
+    }
+    assert.ok(rms > 0.003, `output RMS ${rms}`);
+
+    // The plain stream follows the station played, and serves audio.
+    const stationName = await p3.evaluate(() => window.auralis.station);
+    const mp3 = await p3.$eval("#plain-mp3", (a) => a.getAttribute("href"));
+    const opus = await p3.$eval("#plain-opus", (a) => a.getAttribute("href"));
+    const src = await p3.$eval("#plain-audio", (a) => a.getAttribute("src"));
+    assert.equal(mp3, `/stream/${stationName}.mp3`);
+    assert.equal(opus, `/stream/${stationName}.opus`);
+    assert.equal(src, mp3);
+    assert.ok(await p3.isVisible("#plain-audio"));
+    const head = await fetchHead(p3, mp3, 4096);
+    assert.equal(head.status, 200);
+    assert.equal(head.type, "audio/mpeg");
+    // MPEG audio frame sync (11 bits set) somewhere in the first frames.
+    const b = head.bytes;
+    assert.ok(b.some((x, i) => x === 0xff && (b[i + 1] & 0xe0) === 0xe0), "no MP3 frame sync");
+    const ogg = await fetchHead(p3, opus, 64);
+    assert.equal(ogg.type, "audio/ogg");
+    assert.equal(String.fromCharCode(...ogg.bytes.slice(0, 4)), "OggS");
+    assert.deepEqual(errors, []);
+  } finally {
+    await p3.close();
+  }
+});
+
+test("an Opus decoder error mid-stream falls back to pcm16, with a note, and plays on", async () => {
+  const p4 = await context.newPage();
+  const errors = [];
+  p4.on("pageerror", (e) => errors.push(String(e)));
+  // A decoder that fails on its 40th packet (the eighth chunk), as a real one does: it closes and
+  // calls its error callback.
+  await p4.addInitScript(() => {
+    const Native = window.AudioDecoder;
+    window.AudioDecoder = class extends Native {
+      constructor(init) {
+        super(init);
+        this.failOn = 40;
+        this.onError = init.error;
+      }
+      decode(chunk) {
+        if (--this.failOn === 0) {
+          this.close();
+          queueMicrotask(() => this.onError(new DOMException("injected failure", "EncodingError")));
+          return;
+        }
+        super.decode(chunk);
+      }
+    };
+  });
+  try {
+    await p4.goto(base, { waitUntil: "load" });
+    await p4.click("#toggle");
+    await p4.waitForFunction(() => window.auralis.stats.fallbacks > 0, null, { timeout: 20000 });
+    await p4.waitForFunction(() => {
+      const s = window.auralis.stats;
+      return s.format === "pcm16" && s.state === "playing" && s.worklet && s.worklet.sourceRate === 44100;
+    }, null, { timeout: 20000 });
+    const s = await p4.evaluate(() => ({ ...window.auralis.stats }));
+    assert.equal(s.fallbacks, 1);
+    assert.ok(s.opusDecoded >= 1, "Opus played before the failure");
+    assert.equal(await p4.evaluate(() => window.auralis.format), "pcm16");
+    assert.ok(await p4.isVisible("#format-note"));
+    assert.match(await p4.textContent("#format-note"), /Opus decoding failed.*injected failure.*PCM/);
+    const posted = s.chunksPosted;
+    let rms = 0;
+    for (let i = 0; i < 20; i++) {
+      rms = Math.max(rms, await p4.evaluate(() => window.auralis.rms()));
+      await sleep(100);
+    }
+    assert.ok(rms > 0.003, `output RMS ${rms} after the fallback`);
+    const later = await p4.evaluate(() => ({ ...window.auralis.stats }));
+    assert.ok(later.chunksPosted > posted + 10, "PCM keeps coming");
+    assert.deepEqual(errors, []);
+  } finally {
+    await p4.close();
+  }
+});
+
+test("without AudioWorklet, or on iOS, the page puts the plain stream first and says why", async () => {
+  const cases = [
+    [() => { delete window.AudioWorkletNode; }, /AudioWorklet/],
+    [() => {
+      Object.defineProperty(Navigator.prototype, "userAgent", {
+        get: () => "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15",
+      });
+    }, /screen locks/],
+  ];
+  for (const [init, why] of cases) {
+    const p = await context.newPage();
+    const errors = [];
+    p.on("pageerror", (e) => errors.push(String(e)));
+    try {
+      await p.addInitScript(init);
+      await p.goto(base, { waitUntil: "load" });
+      assert.equal(await p.$eval("#plain", (e) => e.dataset.suggested), "true");
+      assert.match(await p.textContent("#plain-hint"), why);
+      // Right under the player, before the controls.
+      const order = await p.$$eval("main > section", (ss) => ss.map((e) => e.id || e.className));
+      assert.equal(order[1], "plain", JSON.stringify(order));
+      assert.ok(await p.isVisible("#plain-audio"));
+      assert.deepEqual(errors, []);
+    } finally {
+      await p.close();
+    }
   }
 });

@@ -129,6 +129,7 @@ async fn status(State(app): State<AppState>) -> impl IntoResponse {
         "connections": { "active": active, "max": app.max_connections },
         "max_stations": max_stations,
         "stations": stations,
+        "feeds": app.compressed.status(),
         "counters": app.stats.snapshot(),
     }))
 }

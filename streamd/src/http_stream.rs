@@ -4,9 +4,11 @@
 //! Headers: `Content-Type`, `Cache-Control: no-cache`, `icy-name`, `icy-description`, `icy-br`,
 //! and for MP3 `icy-metaint` when the client sent `Icy-MetaData: 1` (then a metadata block with
 //! `StreamTitle` follows every [`ICY_METAINT`] bytes of audio; Ogg carries its title in OpusTags,
-//! as with Icecast). No `Content-Length`. Each listener has a task that forwards the feed into a
-//! bounded queue read by the response body: a listener behind the feed skips ahead, one whose
-//! queue stays full for [`SEND_TIMEOUT`] is dropped.
+//! as with Icecast). No `Content-Length`. The burst goes out as one write and the live audio in
+//! batches of [`crate::compressed::HTTP_BATCH_UNITS`] units (0.5 s), so a listener costs a few
+//! writes a second. Each listener has a task that forwards the feed into a bounded queue read by
+//! the response body: a listener behind the feed skips ahead, one whose queue stays full for
+//! [`SEND_TIMEOUT`] is dropped.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -18,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::{BufMut as _, Bytes, BytesMut};
 use tokio::sync::{OwnedSemaphorePermit, broadcast, mpsc, watch};
 
-use crate::compressed::{FeedItem, FeedSubscription};
+use crate::compressed::{HttpItem, HttpSubscription};
 use crate::config::{CLIENT_QUEUE, SEND_TIMEOUT};
 use crate::encode::Codec;
 use crate::server::AppState;
@@ -52,7 +54,7 @@ pub async fn serve(
     let Ok(permit) = Arc::clone(&app.connections).try_acquire_owned() else {
         return (StatusCode::SERVICE_UNAVAILABLE, "too many connections\n").into_response();
     };
-    let subscription = match app.compressed.subscribe(&station, codec) {
+    let subscription = match app.compressed.subscribe_http(&station, codec).await {
         Ok(subscription) => subscription,
         Err(error) => {
             tracing::error!(station = name, %error, "cannot start an encoder");
@@ -107,13 +109,12 @@ pub async fn serve(
 /// One listener's forwarding task: initial burst, then live units, until the feed ends, the
 /// client leaves or stalls, or the gateway closes.
 async fn forward(
-    mut sub: FeedSubscription,
+    mut sub: HttpSubscription,
     tx: mpsc::Sender<Bytes>,
     mut phase: watch::Receiver<Phase>,
     _permit: OwnedSemaphorePermit,
     mut icy: Option<IcyInserter>,
 ) {
-    let initial = std::mem::take(&mut sub.initial);
     let mut send = async |bytes: Bytes| -> bool {
         let bytes = match &mut icy {
             Some(icy) => icy.insert(&bytes),
@@ -121,14 +122,12 @@ async fn forward(
         };
         matches!(tx.send_timeout(bytes, SEND_TIMEOUT).await, Ok(()))
     };
-    for unit in initial {
-        if !send(unit).await {
-            return;
-        }
+    if !send(std::mem::take(&mut sub.burst)).await {
+        return;
     }
     loop {
         let item = tokio::select! {
-            item = sub.items.recv() => item,
+            item = sub.batches.recv() => item,
             changed = phase.changed() => {
                 if changed.is_err() || *phase.borrow() == Phase::Closing {
                     return;
@@ -137,12 +136,13 @@ async fn forward(
             }
         };
         match item {
-            Ok(FeedItem::Data(unit)) => {
-                if !send(unit).await {
+            Ok(HttpItem::Data(batch)) => {
+                if !send(batch).await {
                     return;
                 }
             }
-            Ok(FeedItem::End) | Err(broadcast::error::RecvError::Closed) => return,
+            Ok(HttpItem::End) | Err(broadcast::error::RecvError::Closed) => return,
+            // Whole batches of whole units: skipping some keeps the stream decodable.
             Err(broadcast::error::RecvError::Lagged(_)) => {}
         }
     }

@@ -177,8 +177,8 @@ pub fn spawn(
 enum RelayError {
     #[error("station not found (yet)")]
     NoStation,
-    #[error("cannot start the encoder: {0}")]
-    Encoder(#[from] crate::encode::EncodeError),
+    #[error("{0}")]
+    Feed(#[from] crate::compressed::FeedError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("timed out")]
@@ -244,17 +244,20 @@ async fn relay_once(
     let mut socket = tokio::time::timeout(CONNECT_TIMEOUT, connect(server, relay))
         .await
         .map_err(|_| RelayError::Timeout)??;
-    let mut sub = compressed.subscribe(&station, Codec::Opus)?;
+    let mut sub = compressed.subscribe(&station, Codec::Opus, None).await?;
     tracing::info!(station = %relay.station, mount = %relay.mount, "Icecast source connected");
-    for unit in std::mem::take(&mut sub.initial) {
+    let burst = sub.burst();
+    sub.history = Vec::new();
+    for unit in burst {
         write(&mut socket, &unit).await?;
     }
     let mut closed = [0u8; 64];
     loop {
         tokio::select! {
             item = sub.items.recv() => match item {
-                Ok(FeedItem::Data(unit)) => write(&mut socket, &unit).await?,
-                Ok(FeedItem::End) | Err(broadcast::error::RecvError::Closed) => {
+                Ok(FeedItem::Unit(unit)) => write(&mut socket, &unit.stream).await?,
+                Ok(FeedItem::Notice(_) | FeedItem::SequenceReset) => {}
+                Ok(FeedItem::End(_)) | Err(broadcast::error::RecvError::Closed) => {
                     return Err(RelayError::FeedEnded)
                 }
                 // Behind (Icecast slow): skip to live; whole pages keep the stream decodable.

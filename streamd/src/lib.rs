@@ -15,13 +15,14 @@
 //! | [`station`] | ring reader thread, encode-once, broadcast fan-out, resume history |
 //! | [`protocol`] | client and server messages, the audio message and binary frame |
 //! | [`session`] | control state machine of one connection, playout estimate (`buffer_depth`) |
+//! | [`live`] | what a connection streams: the station's PCM broadcast or its Opus feed, joined at a seq |
 //! | [`tiers`] | jitter tracking (EMA, mean + 2σ) and the adaptive buffer tier |
 //! | [`limits`] | token bucket on control messages, flood closing, Origin allow-list |
 //! | [`ws`] | the WebSocket endpoint: session and writer tasks |
 //! | [`http`] | routes: player files, `/healthz`, `/api/status`, `/api/presets` |
 //! | [`http_stream`] | `/stream/{station}.opus` and `.mp3`: Icecast-style HTTP streams |
 //! | [`icecast`] | source client: relays a station's Ogg/Opus feed to Icecast (`--icecast`) |
-//! | [`compressed`] | per station and format: encode once while listened to, burst, fan-out |
+//! | [`compressed`] | per station and format: encode once while listened to, history, fan-out (HTTP and WebSocket `opus`) |
 //! | [`encode`] | Opus (libopus, Ogg, 44.1 -> 48 kHz), MP3 (LAME) |
 //! | [`operator`] | `POST /api/stations/{id}/params` behind a bearer token |
 //! | [`stats`] | every counter (gateway, station, client) for status and metrics |
@@ -37,6 +38,7 @@ pub mod http;
 pub mod http_stream;
 pub mod icecast;
 pub mod limits;
+pub mod live;
 pub mod metrics;
 pub mod operator;
 pub mod params;

@@ -19,7 +19,7 @@
 //! | `buffer_underruns_total` | counter | `station` | live chunks written later than the listener's tier absorbs, plus underruns listeners reported |
 //! | `streamd_reported_underruns_total` | counter | `station` | the reported part of the above |
 //! | `chunk_delivery_jitter_ms` | histogram | `station` | publish-to-socket-write-completion lateness of every live chunk delivered (what the tier trackers see) |
-//! | `chunk_encoding_duration_seconds` | histogram | `station`, `format` | time to encode one chunk once (`websocket`: base64 JSON + PCM16 frame; `opus`, `mp3` once recorded) |
+//! | `chunk_encoding_duration_seconds` | histogram | `station`, `format` | time to encode one chunk once (`websocket`: base64 JSON + PCM16 frame; `opus`: resampling and libopus, once for the Ogg pages and the WebSocket `opus` frames; `mp3`: LAME; the last two once a feed has run) |
 //! | `streamd_chunks_encoded_total` | counter | `station` | chunks read from the ring and encoded |
 //! | `streamd_listener_skips_total` | counter | `station` | times a listener fell behind and skipped to live |
 //! | `streamd_lagged_chunks_total` | counter | `station` | chunks listeners skipped doing so |

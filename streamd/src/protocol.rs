@@ -19,6 +19,9 @@ pub enum Format {
     Json,
     /// Binary frames: an [`BINARY_MAGIC`] header and raw s16le samples (a third smaller).
     Pcm16,
+    /// Binary frames: the same header and the chunk's Opus packets at 48 kHz (about 1/14 of
+    /// `pcm16`), encoded once per station and shared with the `/stream/{station}.opus` listeners.
+    Opus,
 }
 
 impl Format {
@@ -26,9 +29,45 @@ impl Format {
         match text {
             "json" | "base64" => Some(Self::Json),
             "pcm16" | "binary" => Some(Self::Pcm16),
+            "opus" => Some(Self::Opus),
             _ => None,
         }
     }
+
+    /// The decoder parameters a client needs for this format (`codec` in the `ack`): only Opus
+    /// has any, the PCM formats describe themselves in every message.
+    pub fn codec(self) -> Option<CodecInfo> {
+        (self == Self::Opus).then_some(CodecInfo::OPUS)
+    }
+}
+
+/// `codec` of an `ack` in `opus` format: what a decoder is configured with (WebCodecs
+/// `AudioDecoder.configure`, or an OpusHead for libopus).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct CodecInfo {
+    /// `"opus"`.
+    pub name: &'static str,
+    /// Rate of the decoded audio (48000): Opus always decodes at 48 kHz here.
+    pub sample_rate: u32,
+    /// Channels (2).
+    pub channels: u16,
+    /// 48 kHz samples of encoder look-ahead at the start of the encoder's stream (as in
+    /// OpusHead). A client joining mid-stream drops nothing: it only says how far the decoded
+    /// audio lags the samples encoded.
+    pub pre_skip: u16,
+    /// Duration of one packet (20); a frame carries `duration_ms / frame_ms` of them.
+    pub frame_ms: u16,
+}
+
+impl CodecInfo {
+    /// The Opus streams of this gateway.
+    pub const OPUS: Self = Self {
+        name: "opus",
+        sample_rate: OPUS_SAMPLE_RATE,
+        channels: CHANNELS as u16,
+        pre_skip: crate::encode::opus::LOOKAHEAD,
+        frame_ms: 20,
+    };
 }
 
 /// The client's buffering tier: how much audio it should hold before and while playing. Chosen
@@ -414,7 +453,8 @@ fn parse_format(value: &Value) -> Result<Format, ProtocolError> {
     value.as_str().and_then(Format::parse).ok_or_else(|| {
         ProtocolError::new(
             ErrorCode::InvalidParam,
-            "\"format\" must be \"json\" (base64 in JSON text frames) or \"pcm16\" (binary frames)",
+            "\"format\" must be \"json\" (base64 in JSON text frames), \"pcm16\" (binary \
+             frames of PCM) or \"opus\" (binary frames of Opus packets)",
         )
     })
 }
@@ -433,6 +473,9 @@ pub enum ServerMessage {
         /// The audio format after it (start and set).
         #[serde(skip_serializing_if = "Option::is_none")]
         format: Option<Format>,
+        /// The decoder parameters of `format`, for `opus` (start and set).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        codec: Option<CodecInfo>,
         /// `live` (audio follows at once) or `starting` (a station created for these parameters;
         /// audio follows when its first chunk is rendered), for start and set.
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -524,8 +567,45 @@ pub const BINARY_MAGIC: [u8; 4] = *b"AUR1";
 pub const BINARY_HEADER_LEN: usize = 40;
 /// Format code of s16le in the binary header.
 pub const BINARY_FORMAT_S16LE: u16 = 1;
+/// Format code of Opus packets (each prefixed by its length, u16 LE) in the binary header.
+pub const BINARY_FORMAT_OPUS: u16 = 2;
+/// Sample rate of the audio decoded from an `opus` frame.
+pub const OPUS_SAMPLE_RATE: u32 = 48_000;
 const BINARY_TIER_OFFSET: usize = 34;
 const BINARY_DEPTH_OFFSET: usize = 36;
+
+/// Writes the 40-byte header of a binary audio frame with zero in the per-client fields (tier,
+/// `buffer_depth`), which [`finish_binary`] fills in.
+pub fn put_binary_header(
+    frame: &mut BytesMut,
+    seq: u64,
+    publish_unix_ns: u64,
+    sample_rate: u32,
+    format_code: u16,
+) {
+    let start = frame.len();
+    frame.put_slice(&BINARY_MAGIC);
+    frame.put_u32_le(BINARY_HEADER_LEN as u32);
+    frame.put_u64_le(seq);
+    frame.put_f64_le(publish_unix_ns as f64 / 1e9);
+    frame.put_u32_le(sample_rate);
+    frame.put_u16_le(CHANNELS as u16);
+    frame.put_u16_le(format_code);
+    frame.put_u16_le(CHUNK_MS as u16);
+    frame.put_u8(0); // tier, per client
+    frame.put_u8(0); // reserved
+    frame.put_u32_le(0); // buffer_depth, per client
+    debug_assert_eq!(frame.len() - start, BINARY_HEADER_LEN);
+}
+
+/// A copy of the binary frame `shared` with one client's tier and `buffer_depth`.
+pub fn finish_binary(shared: &[u8], buffer_depth: u32, tier: Tier) -> Bytes {
+    let mut frame = BytesMut::from(shared);
+    frame[BINARY_TIER_OFFSET] = tier.code();
+    frame[BINARY_DEPTH_OFFSET..BINARY_DEPTH_OFFSET + 4]
+        .copy_from_slice(&buffer_depth.to_le_bytes());
+    frame.freeze()
+}
 
 /// One chunk encoded once for every listener of its station. Per-client fields (`buffer_depth`,
 /// `current_tier`) come last so a client's message is the shared head plus a few bytes.
@@ -550,18 +630,13 @@ impl EncodedChunk {
         samples: &[i16; CHUNK_SAMPLES],
     ) -> Self {
         let mut pcm = BytesMut::with_capacity(BINARY_HEADER_LEN + CHUNK_SAMPLES * 2);
-        pcm.put_slice(&BINARY_MAGIC);
-        pcm.put_u32_le(BINARY_HEADER_LEN as u32);
-        pcm.put_u64_le(seq);
-        pcm.put_f64_le(publish_unix_ns as f64 / 1e9);
-        pcm.put_u32_le(SAMPLE_RATE);
-        pcm.put_u16_le(CHANNELS as u16);
-        pcm.put_u16_le(BINARY_FORMAT_S16LE);
-        pcm.put_u16_le(CHUNK_MS as u16);
-        pcm.put_u8(0); // tier, per client
-        pcm.put_u8(0); // reserved
-        pcm.put_u32_le(0); // buffer_depth, per client
-        debug_assert_eq!(pcm.len(), BINARY_HEADER_LEN);
+        put_binary_header(
+            &mut pcm,
+            seq,
+            publish_unix_ns,
+            SAMPLE_RATE,
+            BINARY_FORMAT_S16LE,
+        );
         for &sample in samples {
             pcm.put_i16_le(sample);
         }
@@ -606,11 +681,7 @@ impl EncodedChunk {
 
     /// The binary frame for one client.
     pub fn binary_for(&self, buffer_depth: u32, tier: Tier) -> Bytes {
-        let mut frame = BytesMut::from(&self.binary[..]);
-        frame[BINARY_TIER_OFFSET] = tier.code();
-        frame[BINARY_DEPTH_OFFSET..BINARY_DEPTH_OFFSET + 4]
-            .copy_from_slice(&buffer_depth.to_le_bytes());
-        frame.freeze()
+        finish_binary(&self.binary, buffer_depth, tier)
     }
 }
 
@@ -740,6 +811,18 @@ mod tests {
             parse_client_message(r#"{"type":"control","action":"stop"}"#).unwrap(),
             ClientRequest::Stop
         );
+        for action in ["start", "set"] {
+            let r = parse_client_message(&format!(
+                r#"{{"type":"control","action":"{action}","params":{{"format":"opus"}}}}"#
+            ))
+            .unwrap();
+            let format = match r {
+                ClientRequest::Start(start) => start.format,
+                ClientRequest::Set(set) => set.format,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(format, Some(Format::Opus), "{action}");
+        }
         assert_eq!(
             parse_client_message(r#"{"type":"control","action":"ping"}"#).unwrap(),
             ClientRequest::Ping
@@ -784,6 +867,17 @@ mod tests {
             code(r#"{"type":"control","action":"start","params":{"format":"mp3"}}"#),
             ErrorCode::InvalidParam
         );
+        let format_error =
+            parse_client_message(r#"{"type":"control","action":"set","params":{"format":"ogg"}}"#)
+                .unwrap_err();
+        assert_eq!(format_error.code, ErrorCode::InvalidParam);
+        for name in ["\"json\"", "\"pcm16\"", "\"opus\""] {
+            assert!(
+                format_error.message.contains(name),
+                "{}",
+                format_error.message
+            );
+        }
         assert_eq!(
             code(r#"{"type":"control","action":"start","params":{"resume_from":-1}}"#),
             ErrorCode::InvalidParam
@@ -826,6 +920,7 @@ mod tests {
             action: "start",
             station: Some("focus".into()),
             format: Some(Format::Json),
+            codec: Format::Json.codec(),
             state: Some("live"),
             first_seq: Some(3),
             params: None,
@@ -833,6 +928,19 @@ mod tests {
         assert_eq!(
             ack.to_json(),
             r#"{"type":"ack","action":"start","station":"focus","format":"json","state":"live","first_seq":3}"#
+        );
+        let opus = ServerMessage::Ack {
+            action: "set",
+            station: None,
+            format: Some(Format::Opus),
+            codec: Format::Opus.codec(),
+            state: None,
+            first_seq: None,
+            params: None,
+        };
+        assert_eq!(
+            opus.to_json(),
+            r#"{"type":"ack","action":"set","format":"opus","codec":{"name":"opus","sample_rate":48000,"channels":2,"pre_skip":312,"frame_ms":20}}"#
         );
         let err = ProtocolError::new(ErrorCode::UnknownStation, "no").to_message();
         assert_eq!(

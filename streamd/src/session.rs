@@ -121,6 +121,7 @@ impl ControlState {
                         action: "set",
                         station: self.streaming.as_ref().map(|s| s.name.clone()),
                         format: Some(self.format),
+                        codec: self.format.codec(),
                         state: None,
                         first_seq: None,
                         params: self
@@ -337,9 +338,46 @@ mod tests {
             .unwrap();
         assert!(matches!(
             plan,
-            Plan::Reply(ServerMessage::Ack { action: "set", .. })
+            Plan::Reply(ServerMessage::Ack {
+                action: "set",
+                codec: None,
+                ..
+            })
         ));
         assert_eq!(state.format, Format::Pcm16);
+        // Opus: the ack says how to decode it.
+        let plan = state
+            .handle(
+                ClientRequest::Set(SetParams {
+                    format: Some(Format::Opus),
+                    ..SetParams::default()
+                }),
+                &dir,
+            )
+            .unwrap();
+        let Plan::Reply(ServerMessage::Ack {
+            format,
+            codec: Some(codec),
+            ..
+        }) = plan
+        else {
+            panic!("expected an ack with the codec, got {plan:?}");
+        };
+        assert_eq!(format, Some(Format::Opus));
+        assert_eq!(
+            (codec.name, codec.sample_rate, codec.channels),
+            ("opus", 48_000, 2)
+        );
+        assert_eq!(state.format, Format::Opus);
+        state
+            .handle(
+                ClientRequest::Set(SetParams {
+                    format: Some(Format::Pcm16),
+                    ..SetParams::default()
+                }),
+                &dir,
+            )
+            .unwrap();
 
         // Without a control block no station can be created: refused, nothing applied.
         let err = state

@@ -212,6 +212,21 @@ impl Station {
         }
     }
 
+    /// Counts a listener that takes its audio from elsewhere (the station's Opus feed) until the
+    /// guard is dropped: it is demand for the station like any other listener.
+    pub fn listen(self: &Arc<Self>) -> ListenerGuard {
+        self.listeners.fetch_add(1, Ordering::Relaxed);
+        ListenerGuard {
+            station: Arc::clone(self),
+        }
+    }
+
+    /// Chunks the history keeps (the ring's size once attached): how far back `resume_from`
+    /// reaches, which the compressed feeds match.
+    pub fn history_capacity(&self) -> usize {
+        self.history().capacity
+    }
+
     /// Adds a chunk to the history and broadcasts it.
     pub fn publish(&self, chunk: Arc<EncodedChunk>) {
         let mut history = self.history();

@@ -233,7 +233,7 @@ impl<const N: usize> AtomicHistogram<N> {
 pub enum EncodeFormat {
     /// The WebSocket encodings, made together once per chunk: base64 JSON and the PCM16 frame.
     WebSocket,
-    /// Ogg/Opus for the HTTP stream.
+    /// Opus, once for the HTTP `.opus` stream and the WebSocket `opus` listeners together.
     Opus,
     /// MP3 for the HTTP stream.
     Mp3,

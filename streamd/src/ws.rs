@@ -1,5 +1,6 @@
 //! The WebSocket endpoint (`/ws`, `/ws/stream`): one connection is a session task (control
-//! messages in, the station's chunks out) and a writer task behind a bounded queue, so a slow
+//! messages in, the station's chunks out, from its PCM broadcast or its Opus feed: [`crate::live`])
+//! and a writer task behind a bounded queue, so a slow
 //! socket never blocks the station: the session falls behind the broadcast and resumes at live.
 //! The writer times every audio write (publish to write completion) for the connection's
 //! [`TierController`]; the session rate-limits control messages and all incoming frames
@@ -14,21 +15,20 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 
-use crate::config::{
-    CLIENT_QUEUE, MAX_CLIENT_MESSAGE, PREROLL_CHUNKS, SEND_TIMEOUT, START_TIMEOUT,
-};
+use crate::compressed::CompressedStreams;
+use crate::config::{CLIENT_QUEUE, MAX_CLIENT_MESSAGE, SEND_TIMEOUT, START_TIMEOUT};
 use crate::directory::StationDirectory;
 use crate::limits::{Admission, FloodLimiter};
+use crate::live::{Audio, LiveEvent, LiveStream};
 use crate::protocol::{
-    EncodedChunk, ErrorCode, Format, ProtocolError, Report, ServerMessage, StatusMessage, Tier,
-    parse_client_message,
+    ErrorCode, ProtocolError, Report, ServerMessage, StatusMessage, Tier, parse_client_message,
 };
 use crate::server::AppState;
-use crate::session::{ControlState, Plan, PlayoutEstimate, station_params};
+use crate::session::{ControlState, Plan, station_params};
 use crate::shutdown::Phase;
-use crate::station::{ListenerGuard, Station, StationEvent};
+use crate::station::Station;
 use crate::stats::{ClientStats, GatewayStats};
 use crate::tiers::TierController;
 
@@ -67,6 +67,7 @@ pub async fn upgrade(
         conn_id: app.next_conn_id.fetch_add(1, Ordering::Relaxed),
         stats: Arc::clone(&app.stats),
         initial_tier: app.initial_tier,
+        compressed: Arc::clone(&app.compressed),
     };
     ws.max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
@@ -90,6 +91,8 @@ pub struct ConnectionContext {
     pub stats: Arc<GatewayStats>,
     /// Tier the connection starts in.
     pub initial_tier: Tier,
+    /// The stations' Opus feeds, which `opus` listeners share with the HTTP ones.
+    pub compressed: Arc<CompressedStreams>,
 }
 
 /// One message for the writer, with what it needs to time audio.
@@ -127,6 +130,7 @@ where
     let mut connection = Connection {
         out,
         stations: context.stations,
+        compressed: context.compressed,
         phase: context.phase,
         conn_id,
         control: ControlState::default(),
@@ -233,21 +237,6 @@ where
     let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
 }
 
-/// A station being streamed to this connection.
-#[derive(Debug)]
-struct LiveStream {
-    station: Arc<Station>,
-    events: broadcast::Receiver<StationEvent>,
-    /// Keeps the station's listener count (and demand) up while streaming.
-    _guard: ListenerGuard,
-    /// The seq this client gets next (older ones are duplicates of the replayed history).
-    next_seq: Option<u64>,
-    playout: PlayoutEstimate,
-    /// While a station created for this client's parameters has produced nothing yet: when to
-    /// give up on it.
-    starting_until: Option<Instant>,
-}
-
 /// Why the session must end.
 #[derive(Clone, Copy, Debug)]
 struct WriterGone;
@@ -255,6 +244,8 @@ struct WriterGone;
 struct Connection {
     out: mpsc::Sender<Outgoing>,
     stations: Arc<StationDirectory>,
+    /// Where `opus` listeners join their station's Opus feed.
+    compressed: Arc<CompressedStreams>,
     phase: watch::Receiver<Phase>,
     conn_id: u64,
     control: ControlState,
@@ -275,11 +266,9 @@ struct Connection {
     gateway: Arc<GatewayStats>,
 }
 
-async fn next_event(
-    live: &mut Option<LiveStream>,
-) -> Result<StationEvent, broadcast::error::RecvError> {
+async fn next_event(live: &mut Option<LiveStream>) -> LiveEvent {
     match live {
-        Some(live) => live.events.recv().await,
+        Some(live) => live.next_event().await,
         None => std::future::pending().await,
     }
 }
@@ -526,7 +515,14 @@ impl Connection {
                 }
                 self.send_error(&error).await
             }
-            Ok(Plan::Reply(message)) => self.send_json(&message).await,
+            Ok(Plan::Reply(message)) => {
+                self.send_json(&message).await?;
+                // A `set` of the format may need the other source (PCM broadcast, Opus feed).
+                match &self.live {
+                    Some(live) if !live.serves(self.control.format) => self.switch_source().await,
+                    _ => Ok(()),
+                }
+            }
             Ok(Plan::Report(report)) => {
                 self.on_report(&report);
                 Ok(())
@@ -537,6 +533,7 @@ impl Connection {
                     action: "stop",
                     station: None,
                     format: None,
+                    codec: None,
                     state: None,
                     first_seq: None,
                     params: None,
@@ -588,39 +585,24 @@ impl Connection {
             return Ok(());
         };
         self.live = None;
-        let subscription = station.subscribe();
-        let history = subscription.history;
-        let newest = history.last().map(|c| c.seq);
-        let preroll = history.len().saturating_sub(PREROLL_CHUNKS);
-        let (backlog, resumed) = match (resume_from, history.first().map(|c| c.seq)) {
-            (Some(from), Some(oldest)) if from >= oldest => {
-                let skip = usize::try_from(from - oldest).unwrap_or(usize::MAX);
-                let next = from.min(newest.map_or(from, |n| n + 1));
-                (history.get(skip..).unwrap_or_default(), Some((0, next)))
-            }
-            (Some(from), Some(_)) => {
-                let backlog = &history[preroll..];
-                let next = backlog.first().map_or(from, |c| c.seq);
-                (backlog, Some((next.saturating_sub(from), next)))
-            }
-            // Empty history: nothing to replay, and nothing known to be lost.
-            (Some(from), None) => (&history[..], Some((0, from))),
-            (None, _) => (&history[preroll..], None),
+        let format = self.control.format;
+        let joined = match LiveStream::join(&station, format, &self.compressed, resume_from).await {
+            Ok(joined) => joined,
+            Err(error) => return self.on_join_failed(&station, &error).await,
         };
-        let first_seq = backlog.first().map(|c| c.seq).or(newest.map(|n| n + 1));
-        let starting = history.is_empty() && !station.is_live();
         if ack {
             self.send_json(&ServerMessage::Ack {
                 action,
                 station: Some(station.name.clone()),
-                format: Some(self.control.format),
-                state: Some(if starting { "starting" } else { "live" }),
-                first_seq,
+                format: Some(format),
+                codec: format.codec(),
+                state: Some(if joined.starting { "starting" } else { "live" }),
+                first_seq: joined.first_seq,
                 params: station_params(&self.stations, &station.name),
             })
             .await?;
         }
-        if let Some((lost, next_seq)) = resumed {
+        if let Some((lost, next_seq)) = joined.resumed {
             self.send_json(&ServerMessage::Status(StatusMessage {
                 state: "resumed",
                 station: Some(station.name.clone()),
@@ -630,18 +612,76 @@ impl Connection {
             }))
             .await?;
         }
-        self.live = Some(LiveStream {
-            station,
-            events: subscription.events,
-            _guard: subscription.guard,
-            next_seq: None,
-            playout: PlayoutEstimate::new(),
-            starting_until: starting.then(|| Instant::now() + START_TIMEOUT),
-        });
-        for chunk in backlog {
-            self.send_chunk(chunk, false).await?;
+        let mut stream = joined.stream;
+        stream.starting_until = joined.starting.then(|| Instant::now() + START_TIMEOUT);
+        self.live = Some(stream);
+        for audio in &joined.backlog {
+            self.send_audio(audio, false).await?;
         }
         Ok(())
+    }
+
+    /// Moves the stream to the source of the connection's format (after a `set` of the format,
+    /// or when an Opus feed ended): continues at the next seq, without gap or duplicate as far
+    /// as the new source's history reaches (a gap is told as `skipped`).
+    async fn switch_source(&mut self) -> Result<(), WriterGone> {
+        let Some(old) = self.live.take() else {
+            return Ok(());
+        };
+        let station = Arc::clone(&old.station);
+        let format = self.control.format;
+        let joined = match LiveStream::join(&station, format, &self.compressed, old.next_seq).await
+        {
+            Ok(joined) => joined,
+            Err(error) => return self.on_join_failed(&station, &error).await,
+        };
+        let mut stream = joined.stream;
+        // The client's buffer is what it was: keep estimating it across the switch.
+        stream.playout = old.playout;
+        stream.starting_until = old.starting_until;
+        if stream.next_seq.is_none() {
+            stream.next_seq = old.next_seq;
+        }
+        drop(old);
+        if let Some((lost, _)) = joined.resumed.filter(|(lost, _)| *lost > 0) {
+            self.client
+                .chunks_skipped
+                .fetch_add(lost, Ordering::Relaxed);
+            station.stats.record_skip(lost);
+            self.send_json(&ServerMessage::Status(StatusMessage {
+                state: "skipped",
+                station: Some(station.name.clone()),
+                missed: Some(lost),
+                ..StatusMessage::default()
+            }))
+            .await?;
+            stream.next_seq = None;
+        }
+        self.live = Some(stream);
+        for audio in &joined.backlog {
+            self.send_audio(audio, false).await?;
+        }
+        Ok(())
+    }
+
+    /// The station's Opus feed could not be joined: streaming stops, the client is told.
+    async fn on_join_failed(
+        &mut self,
+        station: &Station,
+        error: &crate::compressed::FeedError,
+    ) -> Result<(), WriterGone> {
+        tracing::error!(conn_id = self.conn_id, station = %station.name, %error, "cannot join the Opus feed");
+        self.control.streaming = None;
+        self.live = None;
+        self.send_error(&ProtocolError::new(
+            ErrorCode::StationUnavailable,
+            format!(
+                "station {:?} cannot be streamed as Opus now ({error}); streaming stopped, \
+                 start again (or ask for pcm16)",
+                station.name
+            ),
+        ))
+        .await
     }
 
     async fn on_start_timeout(&mut self) -> Result<(), WriterGone> {
@@ -662,20 +702,17 @@ impl Connection {
         .await
     }
 
-    async fn on_event(
-        &mut self,
-        event: Result<StationEvent, broadcast::error::RecvError>,
-    ) -> Result<(), WriterGone> {
+    async fn on_event(&mut self, event: LiveEvent) -> Result<(), WriterGone> {
         match event {
-            Ok(StationEvent::Chunk(chunk)) => self.send_chunk(&chunk, true).await,
-            Ok(StationEvent::Notice(message)) => self.send_json(&message).await,
-            Ok(StationEvent::SequenceReset) => {
+            LiveEvent::Audio(audio) => self.send_audio(&audio, true).await,
+            LiveEvent::Notice(message) => self.send_json(&message).await,
+            LiveEvent::SequenceReset => {
                 if let Some(live) = &mut self.live {
                     live.next_seq = None;
                 }
                 Ok(())
             }
-            Ok(StationEvent::Removed) => {
+            LiveEvent::Removed => {
                 let name = self.live.take().map(|l| l.station.name.clone());
                 self.control.streaming = None;
                 self.send_json(&ServerMessage::Status(StatusMessage {
@@ -685,7 +722,16 @@ impl Connection {
                 }))
                 .await
             }
-            Err(broadcast::error::RecvError::Lagged(missed)) => {
+            LiveEvent::FeedEnded => {
+                // Its encoder failed: a new feed continues at the next seq (or, if it cannot be
+                // made either, streaming stops with an error).
+                tracing::warn!(
+                    conn_id = self.conn_id,
+                    "the Opus feed ended; joining a new one"
+                );
+                self.switch_source().await
+            }
+            LiveEvent::Lagged(missed) => {
                 tracing::debug!(
                     conn_id = self.conn_id,
                     missed,
@@ -705,42 +751,32 @@ impl Connection {
                 }))
                 .await
             }
-            Err(broadcast::error::RecvError::Closed) => {
+            LiveEvent::Closed => {
                 self.live = None;
                 Ok(())
             }
         }
     }
 
-    async fn send_chunk(
-        &mut self,
-        chunk: &EncodedChunk,
-        live_send: bool,
-    ) -> Result<(), WriterGone> {
+    async fn send_audio(&mut self, audio: &Audio, live_send: bool) -> Result<(), WriterGone> {
         let format = self.control.format;
         let tier = self.client.tier();
         let Some(live) = &mut self.live else {
             return Ok(());
         };
-        if live.next_seq.is_some_and(|next| chunk.seq < next) {
+        let seq = audio.seq();
+        if live.next_seq.is_some_and(|next| seq < next) {
             return Ok(()); // already sent from the history
         }
         live.starting_until = None;
-        live.next_seq = Some(chunk.seq + 1);
-        let queued_after = live
-            .station
-            .latest_seq()
-            .map_or(0, |latest| latest.saturating_sub(chunk.seq));
-        let depth = live.playout.on_send(Instant::now(), queued_after);
-        let message = match format {
-            Format::Json => Message::Text(chunk.json_for(depth, tier).into()),
-            Format::Pcm16 => Message::Binary(chunk.binary_for(depth, tier)),
-        };
+        live.next_seq = Some(seq + 1);
+        let depth = live.playout.on_send(Instant::now(), live.queued_after(seq));
+        let message = audio.message(format, depth, tier, live_send);
         self.out
             .send(Outgoing {
                 message,
                 audio: Some((
-                    chunk.publish_unix_ns,
+                    audio.publish_unix_ns(),
                     live_send.then(|| Arc::clone(&live.station)),
                 )),
             })
@@ -765,6 +801,7 @@ fn is_too_big(error: &axum::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::EncodedChunk;
     use shm_proto::CHUNK_SAMPLES;
 
     fn chunk(seq: u64) -> Arc<EncodedChunk> {
@@ -806,6 +843,7 @@ mod tests {
             conn_id: 1,
             stats: Arc::new(GatewayStats::default()),
             initial_tier: Tier::Normal,
+            compressed: Arc::default(),
         };
         let connection = tokio::spawn(serve_connection(sink, incoming, context));
 

@@ -18,7 +18,7 @@ pub mod ogg;
 pub mod opus;
 pub mod resample;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 /// A compressed format served over HTTP (and Opus over the WebSocket).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -81,6 +81,23 @@ pub enum EncodeError {
     Ogg(#[from] std::io::Error),
 }
 
+/// Little-endian s16 bytes as samples.
+fn samples_of(pcm: &[u8]) -> Vec<i16> {
+    pcm.chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect()
+}
+
+/// One 100 ms chunk encoded: what the HTTP listeners get, and what the WebSocket ones get.
+#[derive(Clone, Debug, Default)]
+pub struct EncodedUnit {
+    /// The next bytes of the HTTP stream: one Ogg page, or the MP3 frames LAME completed.
+    pub stream: Bytes,
+    /// Opus only: the chunk's packets (five of 20 ms), each prefixed by its length as u16 LE,
+    /// the payload of a WebSocket `opus` frame. Empty for MP3.
+    pub packets: Bytes,
+}
+
 /// One station's encoder for one format: 100 ms chunks in, stream units out.
 #[derive(Debug)]
 pub enum ChunkEncoder {
@@ -111,11 +128,28 @@ impl ChunkEncoder {
     /// binary WebSocket frame) into the next unit of the stream (possibly empty for MP3 while
     /// LAME fills its first frame).
     pub fn encode_le_bytes(&mut self, pcm: &[u8]) -> Result<Bytes, EncodeError> {
-        let samples: Vec<i16> = pcm
-            .chunks_exact(2)
-            .map(|b| i16::from_le_bytes([b[0], b[1]]))
-            .collect();
-        self.encode(&samples)
+        self.encode(&samples_of(pcm))
+    }
+
+    /// Encodes one chunk (interleaved stereo s16le bytes at 44.1 kHz) into the next unit of the
+    /// stream and, for Opus, the same packets framed for the WebSocket ([`EncodedUnit::packets`]).
+    pub fn encode_unit(&mut self, pcm: &[u8]) -> Result<EncodedUnit, EncodeError> {
+        let samples = samples_of(pcm);
+        match self {
+            Self::Opus(e) => {
+                // Five packets of at most a few hundred bytes at 96 kbit/s, plus their lengths.
+                let mut packets = BytesMut::with_capacity(2048);
+                let stream = e.encode_chunk_framed(&samples, &mut packets)?;
+                Ok(EncodedUnit {
+                    stream,
+                    packets: packets.freeze(),
+                })
+            }
+            Self::Mp3(e) => Ok(EncodedUnit {
+                stream: e.encode(&samples)?,
+                packets: Bytes::new(),
+            }),
+        }
     }
 
     /// Encodes interleaved stereo s16 at 44.1 kHz (one 100 ms chunk for Opus).

@@ -4,7 +4,7 @@
 
 use std::io::Cursor;
 
-use bytes::Bytes;
+use bytes::{BufMut as _, Bytes, BytesMut};
 use ogg::writing::{PacketWriteEndInfo, PacketWriter};
 
 use super::EncodeError;
@@ -85,6 +85,25 @@ impl OggOpusEncoder {
 
     /// One chunk of 44.1 kHz interleaved s16 -> one Ogg page (its packets complete).
     pub fn encode_chunk(&mut self, samples: &[i16]) -> Result<Bytes, EncodeError> {
+        self.encode_chunk_into(samples, None)
+    }
+
+    /// As [`Self::encode_chunk`], and also appends the same packets to `framed`, each prefixed by
+    /// its length (u16 LE): the payload of a WebSocket `opus` frame, so the Ogg listeners and the
+    /// WebSocket listeners of a station share one encoding.
+    pub fn encode_chunk_framed(
+        &mut self,
+        samples: &[i16],
+        framed: &mut BytesMut,
+    ) -> Result<Bytes, EncodeError> {
+        self.encode_chunk_into(samples, Some(framed))
+    }
+
+    fn encode_chunk_into(
+        &mut self,
+        samples: &[i16],
+        mut framed: Option<&mut BytesMut>,
+    ) -> Result<Bytes, EncodeError> {
         self.input_frames += (samples.len() / 2) as u64;
         self.resampler.process(samples, &mut self.pending)?;
         let packets = self.pending.len() / (2 * FRAME);
@@ -92,6 +111,12 @@ impl OggOpusEncoder {
             let packet = self
                 .opus
                 .encode(&self.pending[n * 2 * FRAME..(n + 1) * 2 * FRAME])?;
+            if let Some(framed) = framed.as_deref_mut() {
+                // libopus packets are at most 1275 bytes per frame (RFC 6716 §3.2.1); the
+                // buffer it writes into is 4000: both fit a u16.
+                framed.put_u16_le(packet.len() as u16);
+                framed.put_slice(&packet);
+            }
             self.granule += FRAME as u64;
             let end = if n + 1 == packets {
                 PacketWriteEndInfo::EndPage
@@ -230,6 +255,39 @@ mod tests {
             granules.push(u64::from_le_bytes(page[6..14].try_into().unwrap()));
         }
         assert_eq!(granules, [4800, 9600, 14400]);
+    }
+
+    #[test]
+    fn framed_packets_are_the_page_s_packets_with_their_lengths() {
+        let mut enc = OggOpusEncoder::new().unwrap();
+        let samples: Vec<i16> = (0..8820).map(|i| ((i * 37) % 2_000) as i16).collect();
+        let mut framed = BytesMut::new();
+        let page = enc.encode_chunk_framed(&samples, &mut framed).unwrap();
+        // The page body is the packets back to back; its lacing values give their lengths.
+        let segments = usize::from(page[26]);
+        let body = &page[27 + segments..];
+        let mut lengths = Vec::new();
+        let mut run = 0;
+        for &lace in &page[27..27 + segments] {
+            run += usize::from(lace);
+            if lace < 255 {
+                lengths.push(run);
+                run = 0;
+            }
+        }
+        assert_eq!(lengths.len(), 5, "five 20 ms packets per chunk");
+        let mut at = 0;
+        let mut offset = 0;
+        for len in lengths {
+            assert_eq!(
+                usize::from(u16::from_le_bytes([framed[at], framed[at + 1]])),
+                len
+            );
+            assert_eq!(&framed[at + 2..at + 2 + len], &body[offset..offset + len]);
+            at += 2 + len;
+            offset += len;
+        }
+        assert_eq!(at, framed.len(), "nothing else in the payload");
     }
 
     #[test]

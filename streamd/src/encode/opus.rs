@@ -8,6 +8,10 @@ use super::EncodeError;
 pub const BITRATE: u32 = 96_000;
 /// Samples per channel in one 20 ms packet at 48 kHz.
 pub const FRAME: usize = 960;
+/// libopus's look-ahead at 48 kHz for [`Application::Audio`] (2.5 ms + 4 ms of delay
+/// compensation): the pre-skip of a live stream, announced to WebSocket clients in the `ack`
+/// before any encoder exists (checked against libopus in the tests).
+pub const LOOKAHEAD: u16 = 312;
 /// Largest packet libopus may produce (its recommended output buffer).
 const MAX_PACKET: usize = 4000;
 
@@ -40,5 +44,15 @@ impl OpusPackets {
     /// Encodes one 20 ms frame (interleaved f32, [`FRAME`] frames) into a packet.
     pub fn encode(&mut self, frame: &[f32]) -> Result<Vec<u8>, EncodeError> {
         Ok(self.encoder.encode_vec_float(frame, MAX_PACKET)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_announced_look_ahead_is_libopus_s() {
+        assert_eq!(OpusPackets::new().unwrap().pre_skip, LOOKAHEAD);
     }
 }

@@ -34,15 +34,26 @@ pub fn marker(seq: u64) -> i16 {
     (seq % 30_000) as i16
 }
 
-/// Publishes the next synthetic chunk (first sample = [`marker`]).
-pub fn publish(writer: &mut AudioWriter) {
+/// The synthetic chunk `seq`: a tone whose pitch changes from chunk to chunk (so audio put in
+/// the wrong chunk's place does not look right), the right channel quieter than the left, and
+/// [`marker`] as its first sample.
+pub fn chunk_samples(seq: u64) -> [i16; CHUNK_SAMPLES] {
     let mut samples = [0i16; CHUNK_SAMPLES];
-    let seq = writer.next_seq();
-    for (i, s) in samples.iter_mut().enumerate() {
-        *s = ((i as i64 * 37 + seq as i64 * 11) % 2_000) as i16;
+    let hz = 200.0 + (seq % 11) as f64 * 90.0;
+    for (frame, pair) in samples.chunks_exact_mut(2).enumerate() {
+        let t = (seq as f64 * 4_410.0 + frame as f64) / 44_100.0;
+        let s = (t * hz * std::f64::consts::TAU).sin() * 6_000.0;
+        pair[0] = s as i16;
+        pair[1] = (s * 0.7) as i16;
     }
     samples[0] = marker(seq);
-    writer.publish(&samples, params(), 1);
+    samples
+}
+
+/// Publishes the next synthetic chunk ([`chunk_samples`]).
+pub fn publish(writer: &mut AudioWriter) {
+    let seq = writer.next_seq();
+    writer.publish(&chunk_samples(seq), params(), 1);
 }
 
 /// Composer + synthd stand-in: the control block with "focus", three chunks of history, then a
