@@ -270,3 +270,51 @@ fn opus_stream_decodes_back_to_the_pcm_the_websocket_serves() {
     );
     launcher.terminate(Duration::from_secs(20));
 }
+
+/// Many plain-stream listeners at once, read by the load generator's HTTP listener (the one
+/// `scripts/bench-icecast.sh` measures with): every one gets `200 audio/ogg`, the burst at once,
+/// then the live batches at the stream's rate without a stall, and nobody is closed early.
+#[test]
+fn plain_stream_listeners_get_the_burst_at_once_then_steady_audio() {
+    use common::loadtest::http::run_http_listener;
+    let _heavy = common::heavy_test_lock();
+    let launcher = Launcher::up(&common::unique_namespace("batches"));
+    launcher.wait_ready(Duration::from_secs(60));
+    let url = format!("http://127.0.0.1:{}/stream/focus.opus", launcher.port);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let reports = runtime.block_on(async {
+        let listeners: Vec<_> = (0..50)
+            .map(|_| tokio::spawn(run_http_listener(url.clone(), stopped.clone())))
+            .collect();
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        stop.send(true).unwrap();
+        let mut reports = Vec::new();
+        for listener in listeners {
+            reports.push(listener.await.unwrap());
+        }
+        reports
+    });
+    for r in &reports {
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(r.content_type.as_deref(), Some("audio/ogg"));
+        assert!(!r.closed_early && r.error.is_none(), "{r:?}");
+        assert!(
+            r.first_byte_ms.is_some_and(|ms| ms < 3_000.0),
+            "the burst did not come at once: {r:?}"
+        );
+        // ~96 kbit/s of Opus plus Ogg framing, plus the 1.5 s burst spread over the run.
+        let kbit_s = r.bytes as f64 * 8.0 / 1e3 / r.listened_s;
+        assert!(
+            r.listened_s > 6.0 && (85.0..200.0).contains(&kbit_s),
+            "{kbit_s:.1} kbit/s over {:.1} s: {r:?}",
+            r.listened_s
+        );
+        // Batches come every 0.5 s; a gap over 1.5 s is a stall a player would hear.
+        assert!(r.max_gap_ms < 1_500.0, "stalled: {r:?}");
+    }
+    launcher.terminate(Duration::from_secs(20));
+}

@@ -7,6 +7,11 @@
 //! auralis-loadtest --url ws://127.0.0.1:8000/ws --listeners 1000 --duration 60 --launcher-pid $!
 //! ```
 //!
+//! With an `http://` URL the listeners read a plain stream instead (streamd's
+//! `/stream/focus.opus`, or the same stream relayed by an Icecast server) and the report gives
+//! bytes, bit rate, stalls and early closes; `--pids icecast=PID` measures any server, so one
+//! script can compare streamd and Icecast serving the same stream (`scripts/bench-icecast.sh`).
+//!
 //! Loopback only (the URL must name 127.0.0.1, ::1 or localhost), bounded in listeners and time.
 #![forbid(unsafe_code)]
 
@@ -26,6 +31,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 
 use loadtest::client::{AudioFormat, ListenerReport, ListenerSpec, run_listener};
+use loadtest::http::{HttpListenerReport, run_http_listener};
 use loadtest::procstat::{self, CLOCK_TICKS};
 use loadtest::stats::LatencySummary;
 
@@ -38,7 +44,7 @@ const MAX_DURATION_SECS: f64 = 3_600.0;
 #[derive(Debug, Parser)]
 #[command(name = "auralis-loadtest", version, about)]
 struct Args {
-    /// Gateway WebSocket URL (loopback only).
+    /// Gateway WebSocket URL, or an `http://` stream URL (loopback only).
     #[arg(long, default_value = "ws://127.0.0.1:8000/ws")]
     url: String,
     /// Listeners to open.
@@ -102,7 +108,8 @@ fn check(args: &Args) -> anyhow::Result<AudioFormatChoice> {
     let rest = args
         .url
         .strip_prefix("ws://")
-        .context("--url must start with ws://")?;
+        .or_else(|| args.url.strip_prefix("http://"))
+        .context("--url must start with ws:// or http://")?;
     let host = if let Some(v6) = rest.strip_prefix('[') {
         v6.split(']').next().unwrap_or("")
     } else {
@@ -120,6 +127,9 @@ fn check(args: &Args) -> anyhow::Result<AudioFormatChoice> {
     if !(0.0..=600.0).contains(&args.ramp) || !(0.0..=args.duration).contains(&args.warmup) {
         bail!("--ramp must be 0..=600 s and --warmup 0..=duration");
     }
+    if args.url.starts_with("http://") {
+        return Ok(AudioFormatChoice::Http);
+    }
     Ok(match args.format.as_str() {
         "json" => AudioFormatChoice::All(AudioFormat::Json),
         "pcm16" | "binary" => AudioFormatChoice::All(AudioFormat::Pcm16),
@@ -132,6 +142,8 @@ fn check(args: &Args) -> anyhow::Result<AudioFormatChoice> {
 enum AudioFormatChoice {
     All(AudioFormat),
     Mixed,
+    /// A plain HTTP stream: the body is the audio.
+    Http,
 }
 
 /// The processes measured: role and pid.
@@ -185,6 +197,9 @@ fn run(args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("tokio runtime")?;
+    if let AudioFormatChoice::Http = format {
+        return run_http(&args, &targets, &runtime);
+    }
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.seed);
     // `--params-mix`: a few random parameter sets shared round-robin (each distinct set is a
     // station the gateway creates, and the control block holds 16).
@@ -221,7 +236,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             let format = match format {
                 AudioFormatChoice::All(f) => f,
                 AudioFormatChoice::Mixed if i % 2 == 0 => AudioFormat::Json,
-                AudioFormatChoice::Mixed => AudioFormat::Pcm16,
+                AudioFormatChoice::Mixed | AudioFormatChoice::Http => AudioFormat::Pcm16,
             };
             ListenerSpec {
                 format,
@@ -232,8 +247,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         })
         .collect();
 
-    let cpu_start: Vec<_> = targets.iter().map(|(_, p)| procstat::sample(*p)).collect();
-    let mut rss_max = vec![0u64; targets.len()];
+    let mut meter = Meter::start(&targets);
     let started = Instant::now();
     let (stop_tx, stop_rx) = watch::channel(false);
     let reports: Vec<ListenerReport> = runtime.block_on(async {
@@ -248,15 +262,9 @@ fn run(args: Args) -> anyhow::Result<()> {
                 run_listener(spec, stop).await
             }));
         }
-        let end = Instant::now() + ramp + Duration::from_secs_f64(args.duration);
-        while Instant::now() < end {
-            for (i, (_, pid)) in targets.iter().enumerate() {
-                if let Some(s) = procstat::sample(*pid) {
-                    rss_max[i] = rss_max[i].max(s.rss_kib);
-                }
-            }
-            tokio::time::sleep(Duration::from_secs(1).min(end - Instant::now())).await;
-        }
+        meter
+            .watch_until(Instant::now() + ramp + Duration::from_secs_f64(args.duration))
+            .await;
         let _ = stop_tx.send(true);
         let mut reports = Vec::new();
         for task in tasks {
@@ -265,31 +273,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         reports
     });
     let wall = started.elapsed().as_secs_f64();
-    let procs: BTreeMap<String, ProcReport> = targets
-        .iter()
-        .zip(cpu_start)
-        .zip(rss_max)
-        .map(|(((role, pid), start), max)| {
-            let end = procstat::sample(*pid);
-            let mib = |kib: u64| kib as f64 / 1024.0;
-            let report = ProcReport {
-                pid: *pid,
-                cpu_pct: match (&start, &end) {
-                    (Some(a), Some(b)) => {
-                        100.0 * (b.cpu_ticks - a.cpu_ticks) as f64 / CLOCK_TICKS / wall
-                    }
-                    _ => 0.0,
-                },
-                rss_mib_start: start.as_ref().map_or(0.0, |s| mib(s.rss_kib)),
-                rss_mib_end: end.as_ref().map_or(0.0, |s| mib(s.rss_kib)),
-                rss_mib_max: mib(max.max(end.as_ref().map_or(0, |s| s.rss_kib))),
-                threads: end.as_ref().map_or(0, |s| s.threads),
-                fds: end.as_ref().map_or(0, |s| s.fds),
-                gone: end.is_none(),
-            };
-            (format!("{role}:{pid}"), report)
-        })
-        .collect();
+    let procs = meter.finish();
 
     // Lateness after the warm-up (the pre-roll is old on purpose), over every listener.
     let warm = Duration::from_secs_f64(args.warmup);
@@ -331,6 +315,182 @@ fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// CPU and memory of the measured processes over a window: CPU from the window's start to
+/// [`Meter::finish`], RSS sampled once a second.
+struct Meter {
+    targets: Vec<(String, u32)>,
+    start: Vec<Option<procstat::ProcSample>>,
+    rss_max: Vec<u64>,
+    since: Instant,
+}
+
+impl Meter {
+    fn start(targets: &[(String, u32)]) -> Self {
+        Meter {
+            targets: targets.to_vec(),
+            start: targets.iter().map(|(_, p)| procstat::sample(*p)).collect(),
+            rss_max: vec![0; targets.len()],
+            since: Instant::now(),
+        }
+    }
+
+    /// Samples RSS once a second until `end`.
+    async fn watch_until(&mut self, end: Instant) {
+        while Instant::now() < end {
+            for (i, (_, pid)) in self.targets.iter().enumerate() {
+                if let Some(s) = procstat::sample(*pid) {
+                    self.rss_max[i] = self.rss_max[i].max(s.rss_kib);
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1).min(end - Instant::now())).await;
+        }
+    }
+
+    fn finish(self) -> BTreeMap<String, ProcReport> {
+        let wall = self.since.elapsed().as_secs_f64();
+        self.targets
+            .iter()
+            .zip(self.start)
+            .zip(self.rss_max)
+            .map(|(((role, pid), start), max)| {
+                let end = procstat::sample(*pid);
+                let mib = |kib: u64| kib as f64 / 1024.0;
+                let report = ProcReport {
+                    pid: *pid,
+                    cpu_pct: match (&start, &end) {
+                        (Some(a), Some(b)) => {
+                            100.0 * b.cpu_ticks.saturating_sub(a.cpu_ticks) as f64
+                                / CLOCK_TICKS
+                                / wall
+                        }
+                        _ => 0.0,
+                    },
+                    rss_mib_start: start.as_ref().map_or(0.0, |s| mib(s.rss_kib)),
+                    rss_mib_end: end.as_ref().map_or(0.0, |s| mib(s.rss_kib)),
+                    rss_mib_max: mib(max.max(end.as_ref().map_or(0, |s| s.rss_kib))),
+                    threads: end.as_ref().map_or(0, |s| s.threads),
+                    fds: end.as_ref().map_or(0, |s| s.fds),
+                    gone: end.is_none(),
+                };
+                (format!("{role}:{pid}"), report)
+            })
+            .collect()
+    }
+}
+
+/// `--url http://...`: N listeners of a plain stream. The processes' CPU is measured only over
+/// the `--duration` window after the ramp (plus `--warmup`), when every listener is connected,
+/// so `cpu % / listeners` is the steady cost of serving them.
+fn run_http(
+    args: &Args,
+    targets: &[(String, u32)],
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (reports, procs, window) = runtime.block_on(async {
+        let ramp = Duration::from_secs_f64(args.ramp);
+        let n = args.listeners as u32;
+        let mut tasks = Vec::with_capacity(args.listeners);
+        for i in 0..n {
+            let delay = ramp * i / n;
+            let (stop, url) = (stop_rx.clone(), args.url.clone());
+            tasks.push(tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                run_http_listener(url, stop).await
+            }));
+        }
+        tokio::time::sleep(ramp + Duration::from_secs_f64(args.warmup)).await;
+        let mut meter = Meter::start(targets);
+        let since = Instant::now();
+        meter
+            .watch_until(since + Duration::from_secs_f64(args.duration))
+            .await;
+        let procs = meter.finish();
+        let window = since.elapsed().as_secs_f64();
+        let _ = stop_tx.send(true);
+        let mut reports = Vec::new();
+        for task in tasks {
+            reports.push(task.await.unwrap_or_default());
+        }
+        (reports, procs, window)
+    });
+    let ok: Vec<&HttpListenerReport> = reports
+        .iter()
+        .filter(|r| r.status == 200 && r.bytes > 0)
+        .collect();
+    let rate = |r: &HttpListenerReport| {
+        if r.listened_s > 0.0 {
+            r.bytes as f64 * 8.0 / 1e3 / r.listened_s
+        } else {
+            0.0
+        }
+    };
+    let mut rates: Vec<f64> = ok.iter().map(|r| rate(r)).collect();
+    let rates = loadtest::stats::sort(&mut rates);
+    let mut first: Vec<f64> = ok.iter().filter_map(|r| r.first_byte_ms).collect();
+    let first = loadtest::stats::sort(&mut first);
+    let mut errors: BTreeMap<String, usize> = BTreeMap::new();
+    for e in reports.iter().filter_map(|r| r.error.as_deref()) {
+        *errors.entry(e.to_owned()).or_default() += 1;
+    }
+    let report = json!({
+        "url": args.url,
+        "listeners": args.listeners,
+        "connected": ok.len(),
+        "duration_s": args.duration,
+        "measured_window_s": window,
+        "content_types": ok.iter().filter_map(|r| r.content_type.clone()).collect::<std::collections::BTreeSet<_>>(),
+        "bytes": reports.iter().map(|r| r.bytes).sum::<u64>(),
+        "kbit_s_per_listener": {
+            "min": rates.first(),
+            "p50": loadtest::stats::quantile(rates, 0.5),
+            "max": rates.last(),
+        },
+        "first_byte_ms": {
+            "p50": loadtest::stats::quantile(first, 0.5),
+            "p99": loadtest::stats::quantile(first, 0.99),
+        },
+        "stalls_over_1s": ok.iter().filter(|r| r.max_gap_ms > 1_000.0).count(),
+        "max_gap_ms": ok.iter().map(|r| r.max_gap_ms).fold(0.0, f64::max),
+        "closed_early": reports.iter().filter(|r| r.closed_early).count(),
+        "errors": errors,
+        "processes": procs,
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_http_table(&report);
+    }
+    Ok(())
+}
+
+fn print_http_table(r: &Value) {
+    let k = &r["kbit_s_per_listener"];
+    println!(
+        "listeners {} ({} streaming), {:.0} s measured, {}",
+        r["listeners"],
+        r["connected"],
+        r["measured_window_s"].as_f64().unwrap_or(0.0),
+        r["url"].as_str().unwrap_or("")
+    );
+    println!(
+        "kbit/s per listener: min {:.1}  p50 {:.1}  max {:.1}   first byte p50 {:.1} ms  p99 {:.1} ms",
+        k["min"].as_f64().unwrap_or(0.0),
+        k["p50"].as_f64().unwrap_or(0.0),
+        k["max"].as_f64().unwrap_or(0.0),
+        r["first_byte_ms"]["p50"].as_f64().unwrap_or(0.0),
+        r["first_byte_ms"]["p99"].as_f64().unwrap_or(0.0),
+    );
+    println!(
+        "stalls over 1 s {}  longest gap {:.0} ms  closed early {}  errors {}",
+        r["stalls_over_1s"],
+        r["max_gap_ms"].as_f64().unwrap_or(0.0),
+        r["closed_early"],
+        r["errors"]
+    );
+    print_procs(r);
+}
+
 fn print_table(r: &Value) {
     let l = &r["lateness_ms"];
     println!(
@@ -366,6 +526,13 @@ fn print_table(r: &Value) {
         l["within_50ms_pct"].as_f64().unwrap_or(0.0),
         l["count"]
     );
+    print_procs(r);
+    if let Some(e) = r["first_error"].as_str() {
+        println!("first error: {e}");
+    }
+}
+
+fn print_procs(r: &Value) {
     if let Some(procs) = r["processes"].as_object()
         && !procs.is_empty()
     {
@@ -386,8 +553,5 @@ fn print_table(r: &Value) {
                 if p["gone"] == true { "  (gone)" } else { "" }
             );
         }
-    }
-    if let Some(e) = r["first_error"].as_str() {
-        println!("first error: {e}");
     }
 }
