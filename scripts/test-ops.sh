@@ -57,7 +57,8 @@ for unit in composer synthd streamd; do
   done
 done
 mkdir -p "$tmp/sysroot/etc"
-systemd-sysusers --root="$tmp/sysroot" - <systemd/sysusers.d/auralis.conf >/dev/null 2>&1
+sysusers_out=$(systemd-sysusers --root="$tmp/sysroot" - <systemd/sysusers.d/auralis.conf 2>&1) \
+  || fail "systemd-sysusers rejected sysusers.d/auralis.conf: $sysusers_out"
 grep -q '^auralis:' "$tmp/sysroot/etc/passwd" && grep -q '^auralis:' "$tmp/sysroot/etc/group" \
   || fail "sysusers.d/auralis.conf did not create user and group auralis"
 

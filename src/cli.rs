@@ -1,8 +1,6 @@
 //! Command line of the launcher.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use anyhow::Context as _;
 use auralis_ops::CommonArgs;
@@ -80,24 +78,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Render(args) => render::render(args),
         Command::Composer(role) => {
             let _metrics = composer::metrics::start(&role.metrics);
-            composer::run_daemon(role.daemon, shutdown_flag()?)
+            composer::run_daemon(role.daemon, auralis_ops::signals::shutdown_flag()?)
         }
         Command::Synthd(role) => {
             let _metrics = synthd::metrics::start(&role.metrics);
-            synthd::run_daemon(role.daemon, shutdown_flag()?)
+            synthd::run_daemon(role.daemon, auralis_ops::signals::shutdown_flag()?)
         }
         Command::Streamd(args) => streamd::main_blocking(args),
     }
-}
-
-/// A flag set by SIGINT or SIGTERM, for the daemons that poll one.
-fn shutdown_flag() -> anyhow::Result<Arc<AtomicBool>> {
-    let flag = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&flag))
-            .with_context(|| format!("installing the handler for signal {sig}"))?;
-    }
-    Ok(flag)
 }
 
 /// Where the current executable lives, to re-execute it in each role.

@@ -98,10 +98,7 @@ pub fn up(args: UpArgs, common: &CommonArgs) -> anyhow::Result<()> {
         );
     }
 
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing signal handler")?;
-    }
+    let stop = auralis_ops::signals::shutdown_flag()?;
 
     let exe = crate::cli::current_exe()?;
     let spawn = |role: Role| -> anyhow::Result<Child> {

@@ -3,8 +3,6 @@
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use auralis_ops::CommonArgs;
 use clap::{Parser, Subcommand};
@@ -74,10 +72,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Runs the daemon (and its metrics endpoint) until SIGINT or SIGTERM.
 fn daemon(args: RunArgs) -> anyhow::Result<()> {
-    let shutdown = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&shutdown))?;
-    }
+    let shutdown = auralis_ops::signals::shutdown_flag()?;
     let _metrics = composer::metrics::start(&args.metrics);
     composer::run_daemon(args.daemon, shutdown)
 }

@@ -8,6 +8,7 @@
 //! | [`metrics`] | process metrics, `memory_usage_mb`, text encoding |
 //! | [`http`] | the blocking `/metrics` + `/healthz` responder of the runtime-less daemons |
 //! | [`notify`] | systemd `READY=1`, `WATCHDOG=1`, `STATUS=`, `STOPPING=1` |
+//! | [`signals`] | the SIGINT/SIGTERM stop flag the daemons' loops poll |
 #![forbid(unsafe_code)]
 
 pub mod config;
@@ -15,6 +16,7 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
+pub mod signals;
 
 pub use config::CommonArgs;
 pub use http::MetricsEndpoint;

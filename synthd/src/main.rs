@@ -3,8 +3,6 @@
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use auralis_ops::CommonArgs;
 use clap::Parser;
@@ -26,13 +24,13 @@ fn main() -> ExitCode {
     // Flags > environment > the `[synthd]` table of --config FILE > defaults.
     let cli: Cli = auralis_ops::config::parse(|_| Some("synthd"));
     cli.common.init_logging();
-    let shutdown = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&shutdown)) {
-            eprintln!("synthd: cannot install signal handler: {e}");
+    let shutdown = match auralis_ops::signals::shutdown_flag() {
+        Ok(flag) => flag,
+        Err(e) => {
+            eprintln!("synthd: {e}");
             return ExitCode::FAILURE;
         }
-    }
+    };
     let _metrics = synthd::metrics::start(&cli.metrics);
     match synthd::run_daemon(cli.daemon, shutdown) {
         Ok(()) => ExitCode::SUCCESS,
