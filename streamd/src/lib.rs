@@ -17,6 +17,7 @@
 //! | [`session`] | control state machine of one connection, playout estimate (`buffer_depth`) |
 //! | [`live`] | what a connection streams: the station's PCM broadcast or its Opus feed, joined at a seq |
 //! | [`tiers`] | jitter tracking (EMA, mean + 2σ) and the adaptive buffer tier |
+//! | [`variants`] | the few finished copies of an audio message its live listeners share |
 //! | [`limits`] | token bucket on control messages, flood closing, Origin allow-list |
 //! | [`ws`] | the WebSocket endpoint: session and writer tasks |
 //! | [`http`] | routes: player files, `/healthz`, `/api/status`, `/api/presets` |
@@ -49,6 +50,7 @@ pub mod shutdown;
 pub mod station;
 pub mod stats;
 pub mod tiers;
+pub mod variants;
 pub mod ws;
 
 pub use config::Args;

@@ -46,12 +46,12 @@ impl Audio {
     }
 
     /// The audio message of one client. `live`: the chunk goes to every live listener now, so
-    /// an Opus frame finished for these values is kept for the next client with the same ones.
+    /// a message finished for these values is kept for the next client with the same ones.
     pub fn message(&self, format: Format, buffer_depth: u32, tier: Tier, live: bool) -> Message {
         match (self, format) {
-            (Self::Pcm(c), Format::Json) => Message::Text(c.json_for(buffer_depth, tier).into()),
+            (Self::Pcm(c), Format::Json) => Message::Text(c.json_message(buffer_depth, tier, live)),
             (Self::Pcm(c), Format::Pcm16 | Format::Opus) => {
-                Message::Binary(c.binary_for(buffer_depth, tier))
+                Message::Binary(c.binary_message(buffer_depth, tier, live))
             }
             (Self::Opus(u), _) => {
                 Message::Binary(u.ws_frame_for(buffer_depth, tier, live).unwrap_or_default())

@@ -4,12 +4,15 @@
 
 use std::fmt::Write as _;
 
+use axum::extract::ws::Utf8Bytes;
 use base64::Engine as _;
 use bytes::{BufMut as _, Bytes, BytesMut};
 use composer::ParamUpdate;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use shm_proto::{CHANNELS, CHUNK_MS, CHUNK_SAMPLES, SAMPLE_RATE};
+
+use crate::variants::Variants;
 
 /// How a client wants its audio.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -619,6 +622,10 @@ pub struct EncodedChunk {
     json_head: String,
     /// The binary frame with zero in the per-client fields.
     binary: Bytes,
+    /// Finished JSON messages shared by live listeners with the same tier and depth.
+    json_variants: Variants<Utf8Bytes>,
+    /// Finished binary frames shared likewise.
+    binary_variants: Variants<Bytes>,
 }
 
 impl EncodedChunk {
@@ -659,6 +666,8 @@ impl EncodedChunk {
             publish_unix_ns,
             json_head,
             binary: pcm.freeze(),
+            json_variants: Variants::default(),
+            binary_variants: Variants::default(),
         }
     }
 
@@ -683,6 +692,29 @@ impl EncodedChunk {
     pub fn binary_for(&self, buffer_depth: u32, tier: Tier) -> Bytes {
         finish_binary(&self.binary, buffer_depth, tier)
     }
+
+    /// The JSON text message for a client. `live`: the chunk goes to every live listener now,
+    /// so the message is shared with the next clients with the same tier and depth (a replay
+    /// from the history is one client's alone and is not kept).
+    pub fn json_message(&self, buffer_depth: u32, tier: Tier, live: bool) -> Utf8Bytes {
+        let finish = || Utf8Bytes::from(self.json_for(buffer_depth, tier));
+        if live {
+            self.json_variants.get_or_finish(tier, buffer_depth, finish)
+        } else {
+            finish()
+        }
+    }
+
+    /// The binary frame for a client, shared like [`Self::json_message`].
+    pub fn binary_message(&self, buffer_depth: u32, tier: Tier, live: bool) -> Bytes {
+        let finish = || self.binary_for(buffer_depth, tier);
+        if live {
+            self.binary_variants
+                .get_or_finish(tier, buffer_depth, finish)
+        } else {
+            finish()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -696,6 +728,24 @@ mod tests {
             *s = (i as i16).wrapping_mul(7).wrapping_sub(3000);
         }
         EncodedChunk::encode("focus", 42, 1_735_228_800_123_456_789, &samples)
+    }
+
+    #[test]
+    fn live_listeners_with_the_same_fields_share_one_message() {
+        let c = chunk();
+        let a = c.json_message(5, Tier::Normal, true);
+        let b = c.json_message(5, Tier::Normal, true);
+        assert_eq!(a.as_str().as_ptr(), b.as_str().as_ptr(), "one buffer");
+        assert_eq!(a.as_str(), c.json_for(5, Tier::Normal));
+        let replay = c.json_message(5, Tier::Normal, false);
+        assert_ne!(replay.as_str().as_ptr(), a.as_str().as_ptr());
+        assert_eq!(replay.as_str(), a.as_str());
+        let other = c.json_message(6, Tier::Normal, true);
+        assert!(other.as_str().ends_with("6,\"current_tier\":\"normal\"}"));
+        let x = c.binary_message(5, Tier::Stable, true);
+        let y = c.binary_message(5, Tier::Stable, true);
+        assert_eq!(x.as_ptr(), y.as_ptr());
+        assert_eq!(x, c.binary_for(5, Tier::Stable));
     }
 
     #[test]

@@ -1,20 +1,13 @@
 //! [`FeedUnit`]: one 100 ms chunk of a station in a compressed format, and the WebSocket `opus`
 //! frame of the same packets, built once and shared by the listeners.
 
-use std::sync::Mutex;
-
 use bytes::{BufMut as _, Bytes, BytesMut};
 
-use super::lock;
 use crate::encode::EncodedUnit;
 use crate::protocol::{
     BINARY_FORMAT_OPUS, BINARY_HEADER_LEN, OPUS_SAMPLE_RATE, Tier, finish_binary, put_binary_header,
 };
-
-/// Per-client variants of a unit's WebSocket frame kept for reuse. Live listeners of a station
-/// mostly share one tier and one or two `buffer_depth` values, so a handful of copies serves
-/// them all; any other combination is built for its client alone.
-const FRAME_VARIANTS: usize = 6;
+use crate::variants::Variants;
 
 /// One 100 ms chunk of a station in a compressed format, shared by every listener of the feed.
 #[derive(Debug)]
@@ -36,7 +29,7 @@ struct WsFrame {
     /// The frame with zero in the per-client fields.
     shared: Bytes,
     /// Finished frames by (tier, depth), for reuse by the next client with the same values.
-    variants: Mutex<Vec<(Tier, u32, Bytes)>>,
+    variants: Variants<Bytes>,
 }
 
 impl FeedUnit {
@@ -53,7 +46,7 @@ impl FeedUnit {
             frame.put_slice(&encoded.packets);
             WsFrame {
                 shared: frame.freeze(),
-                variants: Mutex::new(Vec::new()),
+                variants: Variants::default(),
             }
         });
         Self {
@@ -72,17 +65,8 @@ impl FeedUnit {
         if !reuse {
             return Some(finish_binary(&ws.shared, buffer_depth, tier));
         }
-        let mut variants = lock(&ws.variants);
-        if let Some((.., frame)) = variants
-            .iter()
-            .find(|(t, d, _)| *t == tier && *d == buffer_depth)
-        {
-            return Some(frame.clone());
-        }
-        let frame = finish_binary(&ws.shared, buffer_depth, tier);
-        if variants.len() < FRAME_VARIANTS {
-            variants.push((tier, buffer_depth, frame.clone()));
-        }
-        Some(frame)
+        Some(ws.variants.get_or_finish(tier, buffer_depth, || {
+            finish_binary(&ws.shared, buffer_depth, tier)
+        }))
     }
 }
