@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # synthd's torch backend: installs PyTorch 2.11.0 (cached outside the repository), then builds and
 # tests `synthd --features torch` in its own target directory (target/torch, so the default build
-# is not invalidated): clippy, the unit tests (device selection, the engine, and parity with the
-# native engine's dry pad path on libtorch's CPU, and on CUDA when a GPU is present). The default build and `cargo test --workspace` need none of this.
+# is not invalidated): clippy, the unit tests (device selection, the engine, parity of every
+# device voice family with the native voice code on libtorch's CPU, and on CUDA when a GPU is
+# present, and the routed station against a native one). The default build and
+# `cargo test --workspace` need none of this.
 #   ./scripts/test-torch.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +21,11 @@ step "cargo test -p synthd --features torch (parity on libtorch's CPU; CUDA when
 log=$(mktemp)
 cargo test -p synthd --features torch --locked --lib -- device torch --nocapture 2>&1 | tee "$log"
 # The filter above selects by name: fail if the parity and routing tests did not actually run.
-for t in torch_cpu_matches_the_native_dry_pad_path torch_routed_stations_sound_like_native_ones; do
+for t in torch_cpu_matches_the_native_dry_pad_path torch_cpu_matches_the_native_bass \
+  torch_cpu_matches_the_native_soft_piano torch_cpu_matches_the_native_electric_piano_within_its_drift \
+  torch_cpu_matches_the_native_bell torch_cpu_matches_the_native_shimmer \
+  chunks_past_the_notes_are_silent_and_memory_is_bounded_by_the_batch \
+  torch_routed_stations_sound_like_native_ones torch_cpu_starts_the_engine_and_reports_its_memory; do
   grep -q "$t ... ok" "$log" || { echo "test-torch: $t did not run and pass" >&2; exit 1; }
 done
 rm -f "$log"

@@ -1,12 +1,13 @@
-//! The torch backend's batched render, through the daemon's route ([`PadRoute`]): N stations of
-//! Focus pad voices (composer's Focus preset, pad part; up to 16 voice slots per station), their
-//! pads rendered in one batch per 100 ms chunk, N from 1 doubling to `--max`, then each station's
-//! CPU part (pad bus filter, reverb, loudness hold, limiter) in its `StationRenderer`. Reports the
-//! batched render's ms per chunk (wall time, including the upload of the voice rows and the copy
-//! of the dry stereo back to the host), the stations that keeps in real time, the largest N under
-//! 50 ms per chunk, and the host part's ms per chunk for all N stations on one thread; then the
-//! native engine's stations per core on the same notes (the full native chain: pad filters,
-//! reverb and limiter, one thread, thread CPU time).
+//! The torch backend's batched render, through the daemon's route ([`VoiceRoute`]): N stations of
+//! the Focus preset (composer's whole Focus song: warm pad, round bass, soft piano, bell and
+//! percussion), every routed voice (pads, bass, piano, bell) rendered in one batch per 100 ms
+//! chunk, N from 1 doubling to `--max`, then each station's CPU part (pad filter, the
+//! percussion, reverb, loudness hold, limiter) in its `StationRenderer`. Reports the batched
+//! render's ms per chunk (wall time, including the upload of the voice rows and the copy of the
+//! result back to the host), the stations that keeps in real time, the largest N under 50 ms per
+//! chunk, and the host part's ms per chunk for all N stations on one thread; then the native
+//! engine's stations per core on the same notes (the full native chain: every voice with its
+//! filters, reverb and limiter, one thread, thread CPU time).
 //!
 //! ```text
 //! scripts/install-torch.sh   # then export what it prints
@@ -19,12 +20,12 @@
 use std::time::Instant;
 
 use composer::{Composer, Params, PresetId};
-use shm_proto::{CHUNK_FRAMES, CHUNK_SAMPLES, NoteEvent, Part};
+use shm_proto::{CHUNK_FRAMES, CHUNK_SAMPLES, NoteEvent};
 use synthd::StationRenderer;
 use synthd::device::{TorchDevice, batch_size};
-use synthd::torch::{PadEngine, PadRoute, cuda_available};
+use synthd::torch::{VoiceEngine, VoiceRoute, cuda_available};
 
-/// Chunks rendered before timing (voices build up: the Focus pads enter within a few seconds).
+/// Chunks rendered before timing (voices build up: the Focus parts enter within a few seconds).
 const WARMUP: usize = 30;
 /// Distinct composed stations (seeds); station `s` plays seed `s % SEEDS`, shifted in time.
 const SEEDS: u64 = 16;
@@ -72,8 +73,8 @@ fn args() -> Args {
     a
 }
 
-/// Pad events of one composed Focus station over `chunks` chunks.
-fn focus_pads(seed: u64, chunks: usize) -> Vec<NoteEvent> {
+/// Every event of one composed Focus station over `chunks` chunks, in time order.
+fn focus_song(seed: u64, chunks: usize) -> Vec<NoteEvent> {
     let params = Params::from_preset(PresetId::FOCUS, seed);
     let mut composer = Composer::new(seed, params);
     let end = (chunks * CHUNK_FRAMES) as u64;
@@ -81,15 +82,16 @@ fn focus_pads(seed: u64, chunks: usize) -> Vec<NoteEvent> {
     while composer.composed_until_frame() < end {
         bar.clear();
         composer.next_bar(&mut bar);
-        events.extend(bar.iter().filter(|e| e.part == Part::Pad as u8));
+        events.extend_from_slice(&bar);
     }
+    events.sort_by_key(|e| e.at_frame);
     events
 }
 
 fn main() {
     let a = args();
     let total = WARMUP + a.chunks;
-    let songs: Vec<Vec<NoteEvent>> = (0..SEEDS).map(|s| focus_pads(1000 + s, total)).collect();
+    let songs: Vec<Vec<NoteEvent>> = (0..SEEDS).map(|s| focus_song(1000 + s, total)).collect();
     let where_ = match a.device {
         TorchDevice::Cuda => "CUDA",
         TorchDevice::Cpu => "libtorch's CPU (NOT a GPU)",
@@ -105,8 +107,8 @@ fn main() {
     let mut best_under_50 = 0;
     let mut n = 1;
     while n <= a.max {
-        let engine = PadEngine::new(a.device, n, batch_size()).expect("engine");
-        let mut route = PadRoute::new(engine, n);
+        let engine = VoiceEngine::new(a.device, n, batch_size()).expect("engine");
+        let mut route = VoiceRoute::new(engine, n);
         let mut renderers: Vec<StationRenderer> = (0..n)
             .map(|s| {
                 let params = Params::from_preset(PresetId::FOCUS, 1000 + (s as u64 % SEEDS));
@@ -123,7 +125,7 @@ fn main() {
                 let song = &songs[s % SEEDS as usize];
                 let end = r.clock() + CHUNK_FRAMES as u64;
                 while next[s] < song.len() && song[next[s]].at_frame < end {
-                    route.push_event(s, r, &song[next[s]]);
+                    assert!(route.push_event(s, r, &song[next[s]]), "queue full");
                     next[s] += 1;
                 }
                 route.stage(s, r.clock());
@@ -189,8 +191,8 @@ fn main() {
     }
     let per_station = cpu_ms / (a.chunks * stations) as f64;
     println!(
-        "native engine, same pad notes (filters, reverb, limiter): {per_station:.3} ms per \
-         station-chunk on one core = {:.0} stations per core",
+        "native engine, same notes (every voice with its filters, reverb, limiter): \
+         {per_station:.3} ms per station-chunk on one core = {:.0} stations per core",
         100.0 / per_station
     );
 }

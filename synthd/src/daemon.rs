@@ -92,9 +92,9 @@ const SUSTAIN_OVERLAP: u64 = 2 * shm_proto::SAMPLE_RATE as u64;
 /// Notes of the remembered pad chord.
 const CHORD_MAX: usize = 8;
 
-/// The torch backend's route for the stations' pads (`device.rs`): present while it runs.
+/// The torch backend's route for the stations' melodic voices (`device.rs`): present while it runs.
 #[cfg(feature = "torch")]
-type Route = crate::torch::PadRoute;
+type Route = crate::torch::VoiceRoute;
 /// No torch backend in this build: there is never a route.
 #[cfg(not(feature = "torch"))]
 #[derive(Debug)]
@@ -207,7 +207,7 @@ impl Station {
         }
     }
 
-    /// Queues `ev`: through the torch route when there is one (pad notes go to its engine), else
+    /// Queues `ev`: through the torch route when there is one (melodic notes go to its engine), else
     /// into the renderer. `false` when the renderer's queue is full.
     fn push(&mut self, route: &mut Option<Route>, ev: &NoteEvent) -> bool {
         match route {
@@ -217,7 +217,7 @@ impl Station {
         }
     }
 
-    /// True when this station's pads go through the torch route.
+    /// True when this station's melodic voices go through the torch route.
     fn routed(&self, route: &Option<Route>) -> bool {
         match route {
             #[cfg(feature = "torch")]
@@ -444,7 +444,8 @@ pub fn run_daemon(args: DaemonArgs, shutdown: Arc<AtomicBool>) -> anyhow::Result
     Ok(())
 }
 
-/// The torch route for the pads, when the torch backend runs (and no SoundFont plays the notes).
+/// The torch route for the melodic voices, when the torch backend runs (and no SoundFont plays
+/// the notes).
 #[cfg_attr(not(feature = "torch"), allow(unused_variables))]
 fn pad_route(
     device: &mut crate::device::Started,
@@ -461,19 +462,19 @@ fn pad_route(
         let capacity = control.capacity() as usize;
         info!(
             stations = capacity,
-            "pads of every station rendered by the torch backend"
+            "melodic voices of every station rendered by the torch backend"
         );
-        Some(crate::torch::PadRoute::new(engine, capacity))
+        Some(crate::torch::VoiceRoute::new(engine, capacity))
     }
     #[cfg(not(feature = "torch"))]
     None
 }
 
-/// Renders every routed station whose chunk is due: one batched torch render of their pads per
-/// round, then each station's CPU part, rounds repeating while a station is still due (catching
-/// up). A torch error is logged once and ends the route: from then on every station renders on
-/// the native engine (the pads sounding in the engine are lost; pads start again with the next
-/// pad notes).
+/// Renders every routed station whose chunk is due: one batched torch render of their melodic
+/// voices per round, then each station's CPU part, rounds repeating while a station is still due
+/// (catching up). A torch error is logged once and ends the route: from then on every station
+/// renders on the native engine (the notes sounding in the engine are lost; the music returns
+/// with the next notes).
 // Without the torch feature there is no route and this does nothing.
 #[cfg_attr(not(feature = "torch"), allow(unused_variables, clippy::ptr_arg))]
 fn render_routed(

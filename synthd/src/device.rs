@@ -15,24 +15,28 @@
 //! The batch size (stations per device batch, which bounds device memory) comes from
 //! `GPU_BATCH_SIZE`.
 //!
-//! On the torch backend the daemon routes every station's pads through it
-//! (`torch::PadRoute`): pad notes go to the engine's voice table instead of the station's
-//! renderer; each tick, the stations whose chunk is due are rendered in one batch (all their pad
-//! voices in the same tensor operations: oscillators, envelopes, level and pan), and each
-//! station's dry pad block is mixed by its [`crate::StationRenderer`]
-//! (`render_chunk_with_external_pads`) with its other instruments, which stay native, before the
-//! reverb, loudness hold and limiter (CPU). What differs from the native engine:
+//! On the torch backend the daemon routes every station's melodic voices through it
+//! (`torch::VoiceRoute`): pad, bass, piano and texture notes go to the engine's voice table
+//! instead of the station's renderer; each tick, the stations whose chunk is due are rendered in
+//! one batch (all their device voices in the same tensor operations: oscillators, envelopes,
+//! decays, level and pan, and the bass one-pole as a closed form), and each station's block is
+//! mixed by its [`crate::StationRenderer`] (`render_chunk_with_external_pads`) with its
+//! percussion, which stays native, before the reverb, loudness hold and limiter (CPU). What
+//! differs from the native engine:
 //! - The pads' filters. Native runs two resonant low-passes per pad voice (key-tracked, swept by
 //!   a per-voice LFO, opened by the envelope); a filter is a per-frame recursion, so the device
-//!   renders the voices dry and the CPU filters each station's pad sum with one low-pass
-//!   (`torch::PadBus`: 700 Hz times the brightness curve, Q 0.75). Measured on a Focus
-//!   station's final output: correlation 0.987 with native, relative error 0.16.
-//! - Voice stealing: 16 pad slots per station; a 17th note cuts the oldest (native fades it).
-//! - The other instruments (keys, bass, drums, texture) stay on the native engine, as do
-//!   SoundFont stations (`--soundfont`: the route is not used).
+//!   renders the pads dry and the CPU filters each station's pad sum with one low-pass
+//!   (`torch::PadFilter`: 700 Hz times the brightness curve, Q 0.75). Measured on a Focus
+//!   station's final output, every melodic part routed: correlation 0.987 with native, relative
+//!   error 0.16 (the other routed voices are within 5e-5 of native's, the parity tests).
+//! - Voice stealing: fixed slots per station and family (16 pads, 6 basses, 12 pianos, 8 bells
+//!   or shimmers); one more note cuts the oldest (native fades it).
+//! - The electric piano stays native for now (its device path differs from native's by 1.1e-4,
+//!   over the parity bar), as do the percussion and SoundFont stations (`--soundfont`: the route
+//!   is not used).
 //! - A libtorch error while running is logged once and ends the route: every station renders on
-//!   the native engine from then on (the pad notes sounding in the engine are lost; the pads
-//!   return with the next pad notes), never a crash.
+//!   the native engine from then on (the notes sounding in the engine are lost; the music
+//!   returns with the next notes), never a crash.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -206,9 +210,9 @@ pub struct Started {
     pub selection: Selection,
     /// Stations per device batch (`GPU_BATCH_SIZE`).
     pub batch: usize,
-    /// The torch pad engine, held for the daemon's life (its device memory stays reserved).
+    /// The torch voice engine, held for the daemon's life (its device memory stays reserved).
     #[cfg(feature = "torch")]
-    pub engine: Option<crate::torch::PadEngine>,
+    pub engine: Option<crate::torch::VoiceEngine>,
 }
 
 impl fmt::Display for Started {
@@ -236,7 +240,7 @@ pub fn start(requested: DeviceRequest) -> Started {
     let batch = batch_size();
     #[cfg(feature = "torch")]
     let (selection, engine) = match selection.backend {
-        Backend::Torch(device) => match crate::torch::PadEngine::new(device, batch, batch) {
+        Backend::Torch(device) => match crate::torch::VoiceEngine::new(device, batch, batch) {
             Ok(engine) => {
                 set_device_memory(engine.memory_bytes());
                 (selection, Some(engine))

@@ -206,9 +206,23 @@ impl Adsr {
     }
 }
 
-/// `c` to the power `k` (frames), by squaring: control rate only.
-fn pow_frames(c: f32, k: u64) -> f32 {
-    c.powi(k.min(i32::MAX as u64) as i32)
+/// `c` to the power `k` (frames), by squaring: control rate only. The loop of `powi`'s runtime
+/// routine (compiler-builtins' `__powisf2`), so the same roundings, written out: LLVM treats the
+/// intrinsic as free to speculate and called it on every plan, even where the plan needed no
+/// power.
+pub fn pow_frames(c: f32, k: u64) -> f32 {
+    let mut bits = k.min(i32::MAX as u64);
+    let (mut a, mut r) = (c, 1.0f32);
+    loop {
+        if bits & 1 == 1 {
+            r *= a;
+        }
+        bits >>= 1;
+        if bits == 0 {
+            return r;
+        }
+        a *= a;
+    }
 }
 
 #[cfg(test)]
@@ -233,6 +247,16 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn powers_are_exactly_powi() {
+        for c in [0.5f32, 0.9, 0.999_9, 0.999_999, 1.0, 0.0] {
+            for k in [0u64, 1, 2, 37, 63, 64, 1000, 123_457] {
+                let want = std::hint::black_box(c).powi(std::hint::black_box(k as i32));
+                assert_eq!(pow_frames(c, k).to_bits(), want.to_bits(), "{c}^{k}");
+            }
+        }
     }
 
     #[test]

@@ -10,6 +10,8 @@ use shm_proto::SAMPLE_RATE;
 /// Coefficients of a state-variable filter.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SvfCoefs {
+    /// Prewarped integrator gain `tan(pi fc / fs)`.
+    g: f32,
     /// Damping (1/Q).
     k: f32,
     a1: f32,
@@ -35,6 +37,7 @@ impl SvfCoefs {
         let a2 = g * a1;
         let a3 = g * a2;
         SvfCoefs {
+            g,
             k,
             a1,
             a2,
@@ -45,9 +48,10 @@ impl SvfCoefs {
         }
     }
 
-    /// The TPT coefficients `(a1, a2, a3)`.
-    pub fn tpt(&self) -> (f32, f32, f32) {
-        (self.a1, self.a2, self.a3)
+    /// The coefficients of the low-pass in the pad bank's scaled form (see
+    /// [`Svf::tick_low_scaled`]): `(g, 2 a1, g a2)`, where `g = tan(pi fc / fs)`.
+    pub fn scaled(&self) -> (f32, f32, f32) {
+        (self.g, 2.0 * self.a1, self.g * self.a2)
     }
 }
 
@@ -85,7 +89,8 @@ impl Svf {
         }
     }
 
-    /// The integrator states `(ic1, ic2)` (the pad bank runs many filters side by side).
+    /// The integrator states `(ic1, ic2)` (the pad bank runs many filters side by side; its
+    /// filters keep `(ic1, g ic2)`, see [`Svf::tick_low_scaled`]).
     pub fn state(&self) -> (f32, f32) {
         (self.ic1, self.ic2)
     }
@@ -103,6 +108,24 @@ impl Svf {
         let y = c.c[0] * s1 + c.c[1] * s2 + c.c[2] * x;
         self.ic1 = c.m[0] * s1 + c.m[1] * s2 + c.b[0] * x;
         self.ic2 = c.m[2] * s1 + c.m[3] * s2 + c.b[1] * x;
+        y
+    }
+
+    /// One low-pass frame in seven operations, the pad bank's form: the input and the output
+    /// scaled by `g` (`gx = g x`, returns `g` times `tick(..).low`), the second state kept as
+    /// `g ic2` (see [`Svf::state`]), with `(a1x2, c2) = (2 a1, g a2)` from [`SvfCoefs::scaled`].
+    ///
+    /// The TPT update `v1 = a1 ic1 + a2 (x - ic2)`, `v2 = ic2 + a2 ic1 + a3 (x - ic2)`,
+    /// `ic1' = 2 v1 - ic1`, `ic2' = 2 v2 - ic2` (twelve operations) rewritten with `a2 = g a1`,
+    /// `a3 = g a2`: with `t = ic1 + g (x - ic2)`, `v1 = a1 t` and `v2 = ic2 + a2 t`; scaled by `g`,
+    /// `t = ic1 + gx - w`, `h = g a2 t`, `g v2 = w + h` and `w' = g ic2' = g v2 + h`.
+    #[inline(always)]
+    pub fn tick_low_scaled(&mut self, (a1x2, c2): (f32, f32), gx: f32) -> f32 {
+        let t = (self.ic1 + gx) - self.ic2;
+        let h = c2 * t;
+        let y = self.ic2 + h;
+        self.ic2 = y + h;
+        self.ic1 = a1x2 * t - self.ic1;
         y
     }
 
@@ -185,6 +208,22 @@ mod tests {
             let x = ((n * 7919 % 1000) as f32 / 500.0) - 1.0;
             let (ya, yb) = (a.tick(&c, x).low, b.tick_low(&c, x));
             assert!((ya - yb).abs() < 1e-4, "{n}: {ya} vs {yb}");
+        }
+    }
+
+    #[test]
+    fn scaled_form_matches_the_tpt_form() {
+        for (hz, q) in [(90.0, 0.9), (900.0, 0.9), (3_000.0, 1.5), (14_000.0, 0.707)] {
+            let c = SvfCoefs::new(hz, q);
+            let (g, a1x2, c2) = c.scaled();
+            let (mut a, mut b) = (Svf::default(), Svf::default());
+            for n in 0..5000 {
+                let x = ((n * 7919 % 1000) as f32 / 500.0) - 1.0;
+                let (ya, yb) = (a.tick(&c, x).low, b.tick_low_scaled((a1x2, c2), g * x) / g);
+                assert!((ya - yb).abs() < 1e-4, "{hz} Hz, {n}: {ya} vs {yb}");
+            }
+            let ((a1, a2), (b1, b2)) = (a.state(), b.state());
+            assert!((a1 - b1).abs() < 1e-4 && (g * a2 - b2).abs() < 1e-4);
         }
     }
 

@@ -272,9 +272,10 @@ impl LoudnessHold {
     }
 }
 
-/// dB to a linear gain.
+/// dB to a linear gain: `10^(db / 20)` as a power of two (`exp2` costs about half of `powf`,
+/// which was a visible share of the master bus at one call per grid block).
 fn db_to_gain(db: f32) -> f32 {
-    10f32.powf(db / 20.0)
+    (db * (std::f32::consts::LOG2_10 / 20.0)).exp2()
 }
 
 #[cfg(test)]

@@ -18,6 +18,10 @@ pub const FADE_SLOTS: usize = 8;
 pub struct VoicePool {
     /// `POOL_VOICES` note voices followed by `FADE_SLOTS` fade slots.
     voices: Box<[Voice]>,
+    /// Slots that have ever held a voice end before this index (the first free slot is always
+    /// taken, so a station with a dozen voices scans a dozen slots per segment, not 72; a
+    /// steal opens the fade slots for good).
+    live_end: usize,
     /// Notes that took a voice from another (for tests and metrics).
     steals: u64,
 }
@@ -27,13 +31,20 @@ impl VoicePool {
     pub fn new(tables: &'static Tables) -> Self {
         VoicePool {
             voices: vec![Voice::idle(tables); POOL_VOICES + FADE_SLOTS].into_boxed_slice(),
+            live_end: 0,
             steals: 0,
         }
     }
 
-    /// Every slot, for rendering.
+    /// Every slot.
     pub fn all_mut(&mut self) -> &mut [Voice] {
         &mut self.voices
+    }
+
+    /// The slots that may sound, for rendering: every active voice is in this prefix of
+    /// [`Self::all_mut`] (same indices).
+    pub fn live_mut(&mut self) -> &mut [Voice] {
+        &mut self.voices[..self.live_end]
     }
 
     /// Sounding voices (fade slots included).
@@ -65,9 +76,11 @@ impl VoicePool {
     pub fn allocate(&mut self) -> &mut Voice {
         let (notes, fades) = self.voices.split_at_mut(POOL_VOICES);
         if let Some(i) = notes.iter().position(|v| !v.is_active()) {
+            self.live_end = self.live_end.max(i + 1);
             return &mut self.voices[i];
         }
         self.steals += 1;
+        self.live_end = POOL_VOICES + FADE_SLOTS;
         let releasing = notes
             .iter()
             .enumerate()

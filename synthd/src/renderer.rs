@@ -7,7 +7,7 @@
 //! bit-identical whatever block sizes the caller uses, and every note starts at its exact frame.
 //! Everything is allocated in `new`; the render path never allocates and takes no lock.
 
-use shm_proto::{CHUNK_SAMPLES, NoteEvent, Part, SAMPLE_RATE, StationParams};
+use shm_proto::{CHUNK_FRAMES, CHUNK_SAMPLES, NoteEvent, Part, SAMPLE_RATE, StationParams};
 
 use crate::instruments::Instrument;
 use crate::master::Master;
@@ -52,8 +52,6 @@ pub struct StationRenderer {
     brightness_target: f32,
     /// Smoothed brightness the voices see.
     brightness: f32,
-    /// f32 staging for `render_chunk`.
-    chunk: Box<[f32]>,
     /// Events dropped for being more than a second late, or for an unknown part.
     dropped: u64,
     /// SoundFont instruments replacing the built-in ones (`--soundfont`); they bring their own
@@ -82,7 +80,6 @@ impl StationRenderer {
             params,
             brightness_target: b,
             brightness: b,
-            chunk: vec![0.0; CHUNK_SAMPLES].into_boxed_slice(),
             dropped: 0,
             sf2: None,
             #[cfg(feature = "torch")]
@@ -174,14 +171,12 @@ impl StationRenderer {
         self.master.reverb().has_subnormal_state()
     }
 
-    /// Renders the next chunk (4,410 frames) as interleaved s16.
+    /// Renders the next chunk (4,410 frames) as interleaved s16: each segment's bus goes straight
+    /// to s16 (the same values [`Self::render_f32`] gives, rounded), with no f32 staging pass.
     pub fn render_chunk(&mut self, out: &mut [i16; CHUNK_SAMPLES]) {
-        let mut buf = std::mem::take(&mut self.chunk);
-        self.render_f32(&mut buf);
-        for (o, &x) in out.iter_mut().zip(buf.iter()) {
-            *o = to_i16(x);
-        }
-        self.chunk = buf;
+        self.render_segments(CHUNK_FRAMES, None, |at, l, r| {
+            interleave_i16(l, r, &mut out[2 * at..2 * (at + l.len())]);
+        });
     }
 
     /// Renders the next chunk with the station's pads rendered elsewhere: `pads` is their dry sum
@@ -197,27 +192,36 @@ impl StationRenderer {
         out: &mut [i16; CHUNK_SAMPLES],
     ) {
         assert_eq!(pads.len(), CHUNK_SAMPLES, "one chunk of stereo pads");
-        let mut buf = std::mem::take(&mut self.chunk);
-        self.render_segments(&mut buf, Some(pads));
-        for (o, &x) in out.iter_mut().zip(buf.iter()) {
-            *o = to_i16(x);
-        }
-        self.chunk = buf;
+        self.render_segments(CHUNK_FRAMES, Some(pads), |at, l, r| {
+            interleave_i16(l, r, &mut out[2 * at..2 * (at + l.len())]);
+        });
     }
 
     /// Renders `out.len() / 2` frames of interleaved stereo f32 (length must be even).
     pub fn render_f32(&mut self, out: &mut [f32]) {
-        self.render_segments(out, None);
-    }
-
-    /// [`Self::render_f32`], with `pads` (as long as `out`) mixed in as the station's pads when
-    /// given (torch builds only; always `None` otherwise).
-    fn render_segments(&mut self, out: &mut [f32], pads: Option<&[f32]>) {
         debug_assert!(
             out.len() % 2 == 0,
             "interleaved stereo needs an even length"
         );
-        let frames = out.len() / 2;
+        self.render_segments(out.len() / 2, None, |at, l, r| {
+            let out = &mut out[2 * at..2 * (at + l.len())];
+            for ((frame, &l), &r) in out.chunks_exact_mut(2).zip(l).zip(r) {
+                frame[0] = l;
+                frame[1] = r;
+            }
+        });
+    }
+
+    /// Renders `frames` frames segment by segment, handing each segment's final mix to `emit`
+    /// (its first frame's offset in the call, left, right), with `pads` (interleaved, `frames`
+    /// long) mixed in as the station's pads when given (torch builds only; always `None`
+    /// otherwise).
+    fn render_segments(
+        &mut self,
+        frames: usize,
+        pads: Option<&[f32]>,
+        mut emit: impl FnMut(usize, &[f32], &[f32]),
+    ) {
         let mut done = 0;
         while done < frames {
             if let Some(sf2) = &mut self.sf2 {
@@ -240,13 +244,7 @@ impl StationRenderer {
                 n = n.min((off - self.clock).min(BLOCK as u64) as usize);
             }
             self.render_segment(into_block, n, pads.map(|p| &p[2 * done..2 * (done + n)]));
-            for (i, frame) in out[2 * done..2 * (done + n)]
-                .chunks_exact_mut(2)
-                .enumerate()
-            {
-                frame[0] = self.bus_l[i];
-                frame[1] = self.bus_r[i];
-            }
+            emit(done, &self.bus_l[..n], &self.bus_r[..n]);
             self.clock += n as u64;
             done += n;
         }
@@ -301,7 +299,7 @@ impl StationRenderer {
         l.fill(0.0);
         r.fill(0.0);
         self.pads.clear();
-        let voices = self.pool.all_mut();
+        let voices = self.pool.live_mut();
         for (slot, v) in voices.iter_mut().enumerate() {
             if !v.is_active() {
                 continue;
@@ -331,6 +329,15 @@ fn brightness_of(p: &StationParams) -> f32 {
         p.intensity.clamp(0.0, 1.0)
     } else {
         0.5
+    }
+}
+
+/// Writes `l` and `r` as interleaved s16 into `out` (twice as long).
+#[inline(always)]
+fn interleave_i16(l: &[f32], r: &[f32], out: &mut [i16]) {
+    for ((frame, &l), &r) in out.chunks_exact_mut(2).zip(l).zip(r) {
+        frame[0] = to_i16(l);
+        frame[1] = to_i16(r);
     }
 }
 

@@ -86,11 +86,13 @@ pub struct Reverb {
     lines: [Box<[f32]>; LINES],
     /// Entry of the next frame.
     write: usize,
-    /// Damping low-pass state per line.
+    /// Damping low-pass state per line, times the line's decay gain: the line's output.
     damp_state: [f32; LINES],
     /// Damping coefficient.
     damp: f32,
-    /// Decay gain per line for the RT60.
+    /// Decay gain per line for the RT60, folded into the damping's input coefficient
+    /// (`y' = (1 - d) y + d g x` is the damped line times `g`: one multiply per line and frame
+    /// fewer than damping, then scaling).
     gain: [f32; LINES],
     /// Input high-pass (one-pole low-pass subtracted) state per channel: keeps bass out of the tail.
     hp_state: [f32; 2],
@@ -180,8 +182,7 @@ impl Reverb {
             self.hp,
         );
         let keep = f32x4::splat(keep_s);
-        let damp = f32x4::splat(damp_s);
-        let gain = f32x4::new(self.gain);
+        let damp_gain = f32x4::splat(damp_s) * f32x4::new(self.gain);
         let out_scale = f32x4::splat(os);
         let half = f32x4::splat(0.5);
         let tiny = f32x4::splat(ANTI_DENORMAL);
@@ -193,8 +194,8 @@ impl Reverb {
             let xs = f32x4::transpose([load4(x0, f), load4(x1, f), load4(x2, f), load4(x3, f)]);
             let mut ys = [f32x4::ZERO; 4];
             for (y, x) in ys.iter_mut().zip(xs) {
-                ds = keep * ds + damp * x;
-                *y = ds * gain;
+                ds = keep * ds + damp_gain * x;
+                *y = ds;
             }
             // ...then lane k = frame f + k, one vector per line, for the rest.
             let [y0, y1, y2, y3] = f32x4::transpose(ys);
@@ -204,8 +205,10 @@ impl Reverb {
             wet_l[f..f + 4].copy_from_slice(&(out_scale * sum_l).to_array());
             wet_r[f..f + 4].copy_from_slice(&(out_scale * sum_r).to_array());
             let reflect = half * (sum_l + sum_r);
-            // The input high-pass (one-pole low-pass subtracted), left and right.
-            let (vl, vr) = (load4(in_l, f) + tiny, load4(in_r, f) + tiny);
+            // The input high-pass (one-pole low-pass subtracted), left and right (the input
+            // carries the anti-denormal offset already; the high-pass removes it, so it is
+            // added again behind).
+            let (vl, vr) = (load4(in_l, f), load4(in_r, f));
             let (va, vb) = (vl.to_array(), vr.to_array());
             let (mut pl, mut pr) = ([0.0f32; 4], [0.0f32; 4]);
             for k in 0..4 {
@@ -227,13 +230,13 @@ impl Reverb {
         let tiny_s = ANTI_DENORMAL;
         for f in full..n {
             let x = f32x4::new([x0[f], x1[f], x2[f], x3[f]]);
-            ds = keep * ds + damp * x;
-            let [y0, y1, y2, y3] = (ds * gain).to_array();
+            ds = keep * ds + damp_gain * x;
+            let [y0, y1, y2, y3] = ds.to_array();
             let (sum_l, sum_r) = (y0 + y1, y2 + y3);
             wet_l[f] = os * sum_l;
             wet_r[f] = os * sum_r;
             let reflect = 0.5 * (sum_l + sum_r);
-            let (vl, vr) = (in_l[f] + tiny_s, in_r[f] + tiny_s);
+            let (vl, vr) = (in_l[f], in_r[f]);
             hl = hk * hl + hc * vl;
             hr = hk * hr + hc * vr;
             let (dl, dr) = ((vl - hl) + tiny_s, (vr - hr) + tiny_s);

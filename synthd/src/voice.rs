@@ -101,9 +101,13 @@ pub struct Voice {
     pub amp_floor: [f32; 6],
     /// Differentiated-parabola state of the pad oscillators (the previous frame's squared ramp).
     pub dpw: [f32; 3],
+    /// Derivative scale of each pad oscillator in the pad bank's units (its mix folded in),
+    /// fixed at note-on: three divisions per voice and segment less for the pad bank.
+    pub dpw_scale: [f32; 3],
     /// Tables the oscillators read (mip level chosen at note-on).
     pub table: [&'static Table; 3],
-    /// Filters (stereo pads use both).
+    /// Filters (stereo pads use both; the pad bank keeps their second state times the
+    /// filter's `g`, see `Svf::tick_low_scaled`).
     pub svf: [Svf; 2],
     /// Their coefficients, refreshed at control rate.
     pub coefs: SvfCoefs,
@@ -155,6 +159,7 @@ impl Voice {
             amp_coef: [0.0; 6],
             amp_floor: [0.0; 6],
             dpw: [0.0; 3],
+            dpw_scale: [0.0; 3],
             table: [&tables.sine; 3],
             svf: [Svf::default(); 2],
             coefs: SvfCoefs::new(1000.0, 0.707),

@@ -39,39 +39,45 @@ pub fn control(v: &mut Voice) {
     let step = i32x4::splat(v.inc[0].wrapping_mul(4) as i32);
     let (drive, norm) = (f32x4::splat(v.amp[0]), f32x4::splat(v.amp[1]));
     let a = v.one_pole_coef;
-    let buf = &mut v.block[from..];
-    // Shaped signal times the one-pole's input gain, four frames at a time.
-    for o in buf.chunks_mut(4) {
-        let body = sin_unit(p) + f32x4::splat(0.8) * quarter_fold(p);
-        let x = (drive * body)
-            .max(f32x4::splat(-3.0))
-            .min(f32x4::splat(3.0));
-        let x2 = x * x;
-        let s = x * (f32x4::splat(27.0) + x2) / (f32x4::splat(27.0) + f32x4::splat(9.0) * x2);
-        let u = (s * norm * f32x4::splat(a)).to_array();
-        o.copy_from_slice(&u[..o.len()]);
-        p += step;
-    }
-    // One-pole low-pass y' = k y + u, four frames per step of the recursion.
+    // One-pole low-pass y' = k y + u: four frames per step, the inputs' own contributions
+    // summed across the lanes in two shifted steps, off the recursion.
     let k = 1.0 - a;
     let (k2, k3, k4) = (k * k, k * k * k, k * k * k * k);
+    let (kv, k2v, powers) = (
+        f32x4::splat(k),
+        f32x4::splat(k2),
+        f32x4::new([k, k2, k3, k4]),
+    );
     let mut y = v.one_pole;
-    let mut groups = buf.chunks_exact_mut(4);
-    for g in &mut groups {
-        // The input's own contribution to each frame, off the recursion.
-        let t0 = g[0];
-        let t1 = k * t0 + g[1];
-        let t2 = k * t1 + g[2];
-        let t3 = k * t2 + g[3];
-        g[0] = k * y + t0;
-        g[1] = k2 * y + t1;
-        g[2] = k3 * y + t2;
-        g[3] = k4 * y + t3;
-        y = g[3];
+    // Four frames of the filtered signal from phase lanes `p` and the state `y` before them
+    // (`fast_max` and `fast_min` are plain `maxps` and `minps`: no NaN reaches them).
+    let frames = |p: i32x4, y: f32| {
+        let body = sin_unit(p) + f32x4::splat(0.8) * quarter_fold(p);
+        let x = (drive * body)
+            .fast_max(f32x4::splat(-3.0))
+            .fast_min(f32x4::splat(3.0));
+        let x2 = x * x;
+        let s = x * (f32x4::splat(27.0) + x2) / (f32x4::splat(27.0) + f32x4::splat(9.0) * x2);
+        // The one-pole's input, then its prefix sums over the lanes.
+        let u = s * norm * f32x4::splat(a);
+        let [u0, u1, u2, _] = u.to_array();
+        let t = u + kv * f32x4::new([0.0, u0, u1, u2]);
+        let [t0, t1, _, _] = t.to_array();
+        let t = t + k2v * f32x4::new([0.0, 0.0, t0, t1]);
+        (t + powers * f32x4::splat(y)).to_array()
+    };
+    let mut chunks = v.block[from..].chunks_exact_mut(4);
+    for o in &mut chunks {
+        let out = frames(p, y);
+        o.copy_from_slice(&out);
+        y = out[3];
+        p += step;
     }
-    for x in groups.into_remainder() {
-        y = k * y + *x;
-        *x = y;
+    let rest = chunks.into_remainder();
+    if !rest.is_empty() {
+        let out = frames(p, y);
+        rest.copy_from_slice(&out[..rest.len()]);
+        y = out[rest.len() - 1];
     }
     v.one_pole = y;
     v.phase[0] = v.phase[0].wrapping_add(v.inc[0].wrapping_mul(m as u32));

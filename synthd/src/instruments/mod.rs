@@ -137,9 +137,17 @@ pub(crate) fn note_rand(ev: &NoteEvent, salt: u32) -> f32 {
     )
 }
 
-/// Station brightness mapped to a cutoff multiplier: 0 -> 0.45x, 0.5 -> 1x, 1 -> 2.2x.
+/// Station brightness mapped to octaves of cutoff: 0 -> -1.15, 0.5 -> 0, 1 -> +1.15 (the pads
+/// add their LFO's octaves before the one `exp2`).
+pub(crate) fn brightness_octaves(b: f32) -> f32 {
+    (b - 0.5) * 2.3
+}
+
+/// Station brightness mapped to a cutoff multiplier: 0 -> 0.45x, 0.5 -> 1x, 1 -> 2.2x (the torch
+/// backend's pad bus).
+#[cfg(feature = "torch")]
 pub(crate) fn brightness_mul(b: f32) -> f32 {
-    ((b - 0.5) * 2.3).exp2()
+    brightness_octaves(b).exp2()
 }
 
 #[cfg(test)]

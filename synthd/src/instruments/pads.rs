@@ -6,7 +6,7 @@
 
 use shm_proto::NoteEvent;
 
-use super::{brightness_mul, note_rand};
+use super::{brightness_octaves, note_rand};
 use crate::envelope::AdsrShape;
 use crate::filter::SvfCoefs;
 use crate::osc::{cents, lookup, phase_inc};
@@ -38,6 +38,7 @@ pub fn start_warm(v: &mut Voice, ev: &NoteEvent, _ctx: &Ctx) -> (AdsrShape, f32,
     v.amp[0] = 300.0 + 1.6 * v.hz;
     v.amp[1] = 0.9;
     v.amp[2] = 0.6;
+    crate::pad_bank::set_dpw_scales(v);
     let pan = 0.5 + (note_rand(ev, 3) - 0.5) * 0.3;
     (Voice::shape(1.8, 6.0, 0.8, 3.0), PAD_LEVEL, pan)
 }
@@ -49,6 +50,7 @@ pub fn start_glass(v: &mut Voice, ev: &NoteEvent, _ctx: &Ctx) -> (AdsrShape, f32
     v.amp[0] = 700.0 + 3.0 * v.hz;
     v.amp[1] = 1.5;
     v.amp[2] = 0.25;
+    crate::pad_bank::set_dpw_scales(v);
     let pan = 0.5 + (note_rand(ev, 3) - 0.5) * 0.4;
     (Voice::shape(1.2, 6.0, 0.75, 3.5), PAD_LEVEL * 1.25, pan)
 }
@@ -67,6 +69,16 @@ pub fn control(v: &mut Voice, ctx: &Ctx) {
     let lfo = lookup(&ctx.tables.sine, v.lfo_phase);
     v.lfo_phase = v.lfo_phase.wrapping_add(v.lfo_inc);
     let open = 0.6 + 0.4 * v.env.level;
-    let cutoff = v.amp[0] * brightness_mul(ctx.brightness) * (0.3 * lfo).exp2() * open;
+    // The brightness's octaves and the LFO's in one `exp2`.
+    let cutoff = v.amp[0] * (brightness_octaves(ctx.brightness) + 0.3 * lfo).exp2() * open;
+    let g_old = v.coefs.scaled().0;
     v.coefs = SvfCoefs::new(cutoff.min(14_000.0), v.amp[1]);
+    // The pad bank keeps each filter's second state times `g` (see `Svf::tick_low_scaled`):
+    // rescale it to the new `g`, here on the control grid, so that segment boundaries never
+    // round it.
+    let rescale = v.coefs.scaled().0 / g_old;
+    for f in &mut v.svf {
+        let (ic1, w) = f.state();
+        f.set_state(ic1, w * rescale);
+    }
 }

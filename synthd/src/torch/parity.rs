@@ -1,40 +1,48 @@
-//! Parity of the torch backend with the native engine.
+//! Parity of the torch backend with the native engine, voice family by voice family.
 //!
-//! What is compared: for each station, the dry sum of its pad voices (warm and glass pads: the
-//! three oscillators, the envelope and the level/pan gains; before the pads' filters, the other
-//! instruments, the reverb and the limiter), stereo, over every chunk of the run. The native side
-//! runs the real native voice code — [`Voice::start`], [`Voice::begin`] (envelope plans, gain
-//! ramps, ending silent voices) and the pad bank's oscillators through
-//! [`crate::pad_bank::render_one_dry`] — with the renderer's segmenting (notes start at their exact
-//! frame, control work on the 64-frame grid). Relative error is `||torch - native|| / ||native||`
-//! over the whole run of a station; it must stay under 1e-4.
+//! What is compared: for each station, the sum of its device voices of one family, stereo, over
+//! every chunk of the run. The native side runs the real native voice code — [`Voice::start`],
+//! [`Voice::begin`] (envelope plans, gain ramps, ending silent voices), and then for the pads
+//! the pad bank's oscillators without their filters ([`crate::pad_bank::render_one_dry`]: the
+//! device renders the pads dry, the route filters their sum), for every other family the whole
+//! native voice ([`Voice::render`]: the bass with its one-pole, which the device runs as a closed
+//! form) — with the renderer's segmenting (notes start at their exact frame, control work on the
+//! 64-frame grid). Relative error is `||torch - native|| / ||native||` over the whole run of a
+//! station; it must stay under 1e-4.
 
-use shm_proto::{CHUNK_FRAMES, CHUNK_SAMPLES, NoteEvent, Part};
+use shm_proto::{CHUNK_FRAMES, NoteEvent, Part};
 
-use super::PadEngine;
+use super::VoiceEngine;
+use super::engine::{OUT_CHANNELS, STATION_OUT};
+use super::voices::Family;
 use crate::device::TorchDevice;
 use crate::instruments::Instrument;
 use crate::osc::Tables;
 use crate::pad_bank::PadBank;
 use crate::pool::VoicePool;
-use crate::voice::{BLOCK, Ctx};
+use crate::voice::{BLOCK, Ctx, Scratch};
 
-/// The native engine's dry pad path for one station.
-pub(crate) struct NativeDryPads {
+/// Station brightness in the parity runs (a Focus station's).
+const BRIGHTNESS: f32 = 0.5;
+
+/// The native engine's dry voice paths for one station: channels as the engine lays them out.
+pub(crate) struct NativeVoices {
     tables: &'static Tables,
     pool: VoicePool,
-    /// Pad events in time order.
+    scratch: Scratch,
+    /// Device events in time order.
     events: Vec<NoteEvent>,
     next: usize,
     clock: u64,
 }
 
-impl NativeDryPads {
+impl NativeVoices {
     pub(crate) fn new(events: Vec<NoteEvent>) -> Self {
         let tables = Tables::get();
-        NativeDryPads {
+        NativeVoices {
             tables,
             pool: VoicePool::new(tables),
+            scratch: Scratch::new(),
             events,
             next: 0,
             clock: 0,
@@ -45,22 +53,22 @@ impl NativeDryPads {
         self.pool.steals()
     }
 
-    /// One chunk, interleaved stereo.
+    /// One chunk, [`OUT_CHANNELS`] per frame (dry pads, then the other voices).
     pub(crate) fn render(&mut self, out: &mut [f32]) {
         let ctx = Ctx {
             tables: self.tables,
-            brightness: 0.5,
+            brightness: BRIGHTNESS,
         };
-        let frames = out.len() / 2;
+        let frames = out.len() / OUT_CHANNELS;
         let mut done = 0;
-        let (mut l, mut r) = ([0.0f32; BLOCK], [0.0f32; BLOCK]);
+        let mut bus = [[0.0f32; BLOCK]; OUT_CHANNELS];
         while done < frames {
             while let Some(ev) = self
                 .events
                 .get(self.next)
                 .filter(|e| e.at_frame <= self.clock)
             {
-                let instrument = Instrument::for_event(ev).expect("pad event");
+                let instrument = Instrument::for_event(ev).expect("device event");
                 self.pool.allocate().start(instrument, ev, self.clock, &ctx);
                 self.next += 1;
             }
@@ -69,16 +77,26 @@ impl NativeDryPads {
             if let Some(ev) = self.events.get(self.next) {
                 n = n.min((ev.at_frame - self.clock) as usize);
             }
-            l[..n].fill(0.0);
-            r[..n].fill(0.0);
+            for b in &mut bus {
+                b[..n].fill(0.0);
+            }
+            let [pl, pr, ol, or] = &mut bus;
             for v in self.pool.all_mut() {
-                if v.is_active() && PadBank::takes(v.instrument) && v.begin(&ctx, f0) {
-                    crate::pad_bank::render_one_dry(v, f0, &mut l[..n], &mut r[..n]);
+                if !v.is_active() {
+                    continue;
+                }
+                if PadBank::takes(v.instrument) {
+                    if v.begin(&ctx, f0) {
+                        crate::pad_bank::render_one_dry(v, f0, &mut pl[..n], &mut pr[..n]);
+                    }
+                } else {
+                    v.render(&ctx, f0, &mut self.scratch, &mut ol[..n], &mut or[..n]);
                 }
             }
             for i in 0..n {
-                out[2 * (done + i)] = l[i];
-                out[2 * (done + i) + 1] = r[i];
+                for (c, b) in bus.iter().enumerate() {
+                    out[OUT_CHANNELS * (done + i) + c] = b[i];
+                }
             }
             self.clock += n as u64;
             done += n;
@@ -86,9 +104,14 @@ impl NativeDryPads {
     }
 }
 
-/// Focus pad events of `seed` over `chunks` chunks, plus short glass and warm notes starting
-/// off the grid (attack cut by the gate, releases that end, a note in the chunk's last frames).
-pub(crate) fn pad_events(seed: u64, chunks: usize) -> Vec<NoteEvent> {
+/// The events of `part` a Focus station of `seed` plays over `chunks` chunks, with `instrument`
+/// instead of the composer's where given.
+pub(crate) fn focus_events(
+    seed: u64,
+    chunks: usize,
+    part: Part,
+    instrument: Option<u8>,
+) -> Vec<NoteEvent> {
     use composer::{Composer, Params, PresetId};
     let params = Params::from_preset(PresetId::FOCUS, seed);
     let mut composer = Composer::new(seed, params);
@@ -100,25 +123,75 @@ pub(crate) fn pad_events(seed: u64, chunks: usize) -> Vec<NoteEvent> {
         composer.next_bar(&mut bar);
         events.extend(
             bar.iter()
-                .filter(|e| e.part == Part::Pad as u8 && e.at_frame < end),
+                .filter(|e| e.part == part as u8 && e.at_frame < end)
+                .map(|e| NoteEvent {
+                    instrument: instrument.unwrap_or(e.instrument),
+                    ..*e
+                }),
         );
     }
-    let extra = |at_frame: u64, duration_frames: u32, instrument: u8, pitch: u8| NoteEvent {
+    events
+}
+
+/// A note of `part`.
+fn note(part: Part, instrument: u8, at_frame: u64, duration_frames: u32, pitch: u8) -> NoteEvent {
+    NoteEvent {
         at_frame,
         duration_frames,
-        part: Part::Pad as u8,
+        part: part as u8,
         instrument,
         pitch,
         velocity: 90,
         bar: 0,
         _reserved: 0,
+    }
+}
+
+/// The events of `family` for station `seed` over `chunks` chunks: what a Focus station plays of
+/// that part (the electric piano and the shimmer on the Focus lead and texture lines), plus
+/// notes starting off the grid (attack cut by the gate, releases that end, a note in a chunk's
+/// last frames, a note long enough to decay).
+pub(crate) fn family_events(family: Family, seed: u64, chunks: usize) -> Vec<NoteEvent> {
+    let c = CHUNK_FRAMES as u64;
+    let (part, inst, mut events) = match family {
+        Family::Pad => (Part::Pad, 0, focus_events(seed, chunks, Part::Pad, None)),
+        Family::Bass => (Part::Bass, 0, focus_events(seed, chunks, Part::Bass, None)),
+        Family::Piano => (
+            Part::Lead,
+            0,
+            focus_events(seed, chunks, Part::Lead, Some(0)),
+        ),
+        Family::Electric => (
+            Part::Lead,
+            1,
+            focus_events(seed, chunks, Part::Lead, Some(1)),
+        ),
+        Family::Bell => (
+            Part::Texture,
+            0,
+            focus_events(seed, chunks, Part::Texture, Some(0)),
+        ),
+        Family::Shimmer => (
+            Part::Texture,
+            1,
+            focus_events(seed, chunks, Part::Texture, Some(1)),
+        ),
     };
+    let low = if family == Family::Bass { 33 } else { 45 };
     events.extend([
-        extra(1_234 + seed, 20_000, 1, 74),
-        extra(30_001, 3_000, 1, 81),
-        extra(CHUNK_FRAMES as u64 * 7 - 3, 50_000, 0, 45),
-        extra(90_017, 700, 0, 62),
+        note(part, inst, 1_234 + seed, 20_000, low + 29),
+        note(part, inst, 30_001, 3_000, low + 36),
+        note(part, inst, c * 7 - 3, 50_000, low),
+        note(part, inst, 90_017, 700, low + 17),
+        note(part, inst, 100_000 + seed * 64, 400_000, low + 12),
     ]);
+    if family == Family::Pad {
+        // The glass pad too.
+        events.extend([
+            note(part, 1, 1_234 + seed, 20_000, 74),
+            note(part, 1, 30_001, 3_000, 81),
+        ]);
+    }
     events.sort_by_key(|e| e.at_frame);
     events
 }
@@ -132,40 +205,56 @@ fn rel_error(a: &[f32], b: &[f32]) -> f64 {
     (diff / norm).sqrt()
 }
 
-/// Renders `stations` stations for `chunks` chunks on `device` (batches of `batch`) and on the
-/// native path; returns each station's relative error.
+/// Renders `stations` stations of `family`'s events for `chunks` chunks on `device` (batches of
+/// `batch`) and on the native path; returns each station's relative error.
 pub(crate) fn parity(
+    family: Family,
     device: TorchDevice,
     stations: usize,
     batch: usize,
     chunks: usize,
 ) -> Vec<f64> {
     let events: Vec<Vec<NoteEvent>> = (0..stations)
-        .map(|s| pad_events(7 + s as u64, chunks))
+        .map(|s| family_events(family, 7 + s as u64, chunks))
         .collect();
-    let mut engine = PadEngine::new(device, stations, batch).expect("engine");
-    let mut native: Vec<NativeDryPads> = events.iter().cloned().map(NativeDryPads::new).collect();
+    let mut engine = VoiceEngine::new(device, stations, batch).expect("engine");
+    let mut native: Vec<NativeVoices> = events.iter().cloned().map(NativeVoices::new).collect();
     let mut next = vec![0usize; stations];
-    let mut torch_out = vec![0.0f32; stations * CHUNK_SAMPLES];
+    let mut torch_out = vec![0.0f32; stations * STATION_OUT];
     let mut got = vec![Vec::new(); stations];
     let mut want = vec![Vec::new(); stations];
-    let mut chunk = vec![0.0f32; CHUNK_SAMPLES];
+    let mut chunk = vec![0.0f32; STATION_OUT];
+    // The family's channels: the pads in 0 and 1, the others in 2 and 3.
+    let at = if family == Family::Pad { 0 } else { 2 };
     for _ in 0..chunks {
         for s in 0..stations {
             let end = engine.voices().clock(s) + CHUNK_FRAMES as u64;
             while next[s] < events[s].len() && events[s][next[s]].at_frame < end {
-                assert!(engine.voices_mut().note_on(s, &events[s][next[s]]));
+                assert!(
+                    engine
+                        .voices_mut()
+                        .note_on(s, &events[s][next[s]], BRIGHTNESS)
+                );
                 next[s] += 1;
             }
         }
         engine.render(&mut torch_out).expect("render");
         for s in 0..stations {
             native[s].render(&mut chunk);
-            want[s].extend_from_slice(&chunk);
-            got[s].extend_from_slice(&torch_out[s * CHUNK_SAMPLES..(s + 1) * CHUNK_SAMPLES]);
+            let dev = &torch_out[s * STATION_OUT..(s + 1) * STATION_OUT];
+            for (d, n) in dev
+                .chunks_exact(OUT_CHANNELS)
+                .zip(chunk.chunks_exact(OUT_CHANNELS))
+            {
+                want[s].extend_from_slice(&n[at..at + 2]);
+                got[s].extend_from_slice(&d[at..at + 2]);
+                // Nothing of this family may leak into the other pair of channels.
+                assert_eq!(d[2 - at], 0.0);
+                assert_eq!(d[3 - at], 0.0);
+            }
         }
     }
-    assert_eq!(engine.voices().steals(), 0, "the torch pool had to steal");
+    assert_eq!(engine.voices().steals(), 0, "the torch slots had to steal");
     for n in &native {
         assert_eq!(n.steals(), 0, "the native pool had to steal");
     }
@@ -178,68 +267,109 @@ pub(crate) fn parity(
         .collect()
 }
 
-#[test]
-fn torch_cpu_matches_the_native_dry_pad_path() {
-    // Three stations in batches of two (a full batch and a partial one), 15 s each.
-    let errors = parity(TorchDevice::Cpu, 3, 2, 150);
-    println!("torch-cpu relative errors: {errors:?}");
-    for e in errors {
-        assert!(e < 1e-4, "relative error {e}");
+/// Three stations in batches of two (a full batch and a partial one), 15 s each, on libtorch's
+/// CPU; and on CUDA when libtorch sees a GPU.
+fn check(family: Family) {
+    let mut devices = vec![TorchDevice::Cpu];
+    if super::cuda_available() {
+        devices.push(TorchDevice::Cuda);
+    } else {
+        println!("no CUDA device: {family:?} parity on libtorch's CPU only");
+    }
+    for device in devices {
+        let errors = parity(family, device, 3, 2, 150);
+        println!("{family:?} on {device:?}: relative errors {errors:?}");
+        for e in errors {
+            assert!(e < 1e-4, "{family:?} on {device:?}: relative error {e}");
+        }
     }
 }
 
 #[test]
-fn cuda_matches_the_native_dry_pad_path_when_a_gpu_is_present() {
-    if !super::cuda_available() {
-        println!("no CUDA device: skipped");
-        return;
-    }
-    let errors = parity(TorchDevice::Cuda, 3, 2, 150);
-    println!("cuda relative errors: {errors:?}");
+fn torch_cpu_matches_the_native_dry_pad_path() {
+    check(Family::Pad);
+}
+
+#[test]
+fn torch_cpu_matches_the_native_bass() {
+    check(Family::Bass);
+}
+
+#[test]
+fn torch_cpu_matches_the_native_soft_piano() {
+    check(Family::Piano);
+}
+
+/// The electric piano renders, but misses the 1e-4 bar (1.0-1.1e-4 measured), so the route
+/// leaves it native ([`Family::routed`]): native decays its FM index per frame in f32, and that
+/// recursion's rounding is biased — it falls about 6.6e-4 faster in rate than the exponential it
+/// stands for (measured from the same f32 arithmetic against f64), an index some 3e-5 cycles
+/// lower after half a second, while the device evaluates the exponential itself. A sequential
+/// recursion cannot run in tensor operations and replaying it per frame on the host would cost
+/// what the device saves. This test holds the family at what it measures, under 2e-4.
+#[test]
+fn torch_cpu_matches_the_native_electric_piano_within_its_drift() {
+    let errors = parity(Family::Electric, TorchDevice::Cpu, 3, 2, 150);
+    println!("Electric on Cpu: relative errors {errors:?} (not routed: bar 1e-4)");
     for e in errors {
-        assert!(e < 1e-4, "relative error {e}");
+        assert!(e < 2e-4, "Electric: relative error {e}");
     }
+    assert!(!Family::Electric.routed());
+}
+
+#[test]
+fn torch_cpu_matches_the_native_bell() {
+    check(Family::Bell);
+}
+
+#[test]
+fn torch_cpu_matches_the_native_shimmer() {
+    check(Family::Shimmer);
 }
 
 #[test]
 fn chunks_past_the_notes_are_silent_and_memory_is_bounded_by_the_batch() {
-    let mut engine = PadEngine::new(TorchDevice::Cpu, 5, 2).expect("engine");
-    let ev = NoteEvent {
-        at_frame: 100,
-        duration_frames: 2_000,
-        part: Part::Pad as u8,
-        instrument: 0,
-        pitch: 57,
-        velocity: 100,
-        bar: 0,
-        _reserved: 0,
-    };
-    assert!(engine.voices_mut().note_on(4, &ev));
-    let lead = NoteEvent {
-        part: Part::Lead as u8,
-        ..ev
-    };
+    let mut engine = VoiceEngine::new(TorchDevice::Cpu, 5, 2).expect("engine");
+    let ev = note(Part::Pad, 0, 100, 2_000, 57);
+    assert!(engine.voices_mut().note_on(4, &ev, BRIGHTNESS));
+    let bass = note(Part::Bass, 0, 300, 2_000, 40);
+    assert!(engine.voices_mut().note_on(4, &bass, BRIGHTNESS));
+    let kick = note(Part::Percussion, 0, 100, 2_000, 36);
     assert!(
-        !engine.voices_mut().note_on(4, &lead),
-        "only pads are taken"
+        !engine.voices_mut().note_on(4, &kick, BRIGHTNESS),
+        "the percussion stays native"
     );
-    let mut out = vec![0.0f32; 5 * CHUNK_SAMPLES];
+    let mut out = vec![0.0f32; 5 * STATION_OUT];
     engine.render(&mut out).unwrap();
-    assert!(out[4 * CHUNK_SAMPLES..].iter().any(|x| *x != 0.0));
-    assert!(out[..4 * CHUNK_SAMPLES].iter().all(|x| *x == 0.0));
-    // Release 3.5 s at most: 80 chunks later the voice has ended and its slot is free.
+    let station4 = &out[4 * STATION_OUT..];
+    for c in 0..OUT_CHANNELS {
+        assert!(
+            station4
+                .iter()
+                .skip(c)
+                .step_by(OUT_CHANNELS)
+                .any(|x| *x != 0.0),
+            "channel {c} silent"
+        );
+    }
+    assert!(out[..4 * STATION_OUT].iter().all(|x| *x == 0.0));
+    // Release 3.5 s at most: 80 chunks later the voices have ended and their slots are free.
     for _ in 0..80 {
         engine.render(&mut out).unwrap();
     }
     assert!(out.iter().all(|x| *x == 0.0));
     assert_eq!(engine.voices().busy(4), 0);
     let small = engine.memory_bytes();
-    let big = PadEngine::new(TorchDevice::Cpu, 50, 2)
+    let big = VoiceEngine::new(TorchDevice::Cpu, 50, 2)
         .unwrap()
         .memory_bytes();
     assert_eq!(
         small, big,
         "memory depends on the batch, not the station count"
     );
+    let wider = VoiceEngine::new(TorchDevice::Cpu, 50, 4)
+        .unwrap()
+        .memory_bytes();
+    assert!(wider > small, "memory grows with the batch");
     assert!(engine.render(&mut out[1..]).is_err());
 }

@@ -1,37 +1,57 @@
-//! [`PadRoute`]: the daemon's path from stations to the [`PadEngine`] and back — pad notes into
-//! the engine's voice table, one batched render of every station due this tick, each station's
-//! dry pad block handed to its [`StationRenderer`].
+//! [`VoiceRoute`]: the daemon's path from stations to the [`VoiceEngine`] and back — the melodic
+//! notes (pads, bass, pianos, bell, shimmer) into the engine's voice table, one batched render of
+//! every station due this tick, each station's torch bus handed to its [`StationRenderer`].
 //!
-//! Per tick: [`PadRoute::push_event`] for each station's events (pad notes go to the engine, the
-//! rest to the renderer), [`PadRoute::stage`] for each station whose chunk is due, one
-//! [`PadRoute::render`] for all of them, then [`PadRoute::render_station`] for each (the CPU part:
-//! the other instruments, the pad bus filter, reverb, loudness hold and limiter). The host
-//! buffers are sized for every station at construction; nothing here allocates per chunk.
+//! Per tick: [`VoiceRoute::push_event`] for each station's events (device notes go to the engine,
+//! the percussion to the renderer), [`VoiceRoute::stage`] for each station whose chunk is due, one
+//! [`VoiceRoute::render`] for all of them, then [`VoiceRoute::render_station`] for each (the CPU
+//! part: the pad filter, the percussion, reverb, loudness hold and limiter). The host buffers are
+//! sized for every station at construction; nothing here allocates per chunk.
 
-use shm_proto::{CHUNK_SAMPLES, NoteEvent, Part};
+use shm_proto::{CHUNK_SAMPLES, NoteEvent, StationParams};
 
-use super::{PadEngine, TorchError};
+use super::engine::STATION_OUT;
+use super::pad_bus::PadFilter;
+use super::voices::Family;
+use super::{TorchError, VoiceEngine};
+use crate::instruments::Instrument;
 use crate::renderer::StationRenderer;
 
-/// Routes the pads of up to [`PadRoute::capacity`] stations through one [`PadEngine`].
+/// Routes the melodic voices of up to [`VoiceRoute::capacity`] stations through one
+/// [`VoiceEngine`].
 #[derive(Debug)]
-pub struct PadRoute {
+pub struct VoiceRoute {
     /// The batched renderer; its station `k` is the daemon's control-table slot `k`.
-    engine: PadEngine,
+    engine: VoiceEngine,
+    /// Each station's pad low-pass and smoothed brightness (the CPU side of its torch voices).
+    filters: Vec<PadFilter>,
     /// Engine stations staged for this tick's render, in staging order.
     due: Vec<usize>,
-    /// Their dry pads after the render, station after station (capacity: every station).
-    pads: Vec<f32>,
+    /// Their engine output after the render, station after station (capacity: every station).
+    out: Vec<f32>,
+    /// One station's finished torch bus, interleaved stereo.
+    bus: Vec<f32>,
 }
 
-impl PadRoute {
+/// Brightness 0..=1 a station's intensity asks for (the renderer's rule).
+fn brightness_target(p: &StationParams) -> f32 {
+    if p.intensity.is_finite() {
+        p.intensity.clamp(0.0, 1.0)
+    } else {
+        0.5
+    }
+}
+
+impl VoiceRoute {
     /// A route for `stations` stations (the control table's capacity) through `engine`.
-    pub fn new(mut engine: PadEngine, stations: usize) -> Self {
+    pub fn new(mut engine: VoiceEngine, stations: usize) -> Self {
         engine.set_stations(stations);
-        PadRoute {
+        VoiceRoute {
             engine,
+            filters: (0..stations).map(|_| PadFilter::default()).collect(),
             due: Vec::with_capacity(stations),
-            pads: vec![0.0; stations * CHUNK_SAMPLES],
+            out: vec![0.0; stations * STATION_OUT],
+            bus: vec![0.0; CHUNK_SAMPLES],
         }
     }
 
@@ -41,35 +61,43 @@ impl PadRoute {
     }
 
     /// The engine (counters, device memory).
-    pub fn engine(&self) -> &PadEngine {
+    pub fn engine(&self) -> &VoiceEngine {
         &self.engine
     }
 
-    /// A station opened on slot `station`: no pad voices, timeline at `clock`.
+    /// A station opened on slot `station`: no device voices, timeline at `clock`, brightness
+    /// taken from its first chunk.
     pub fn open(&mut self, station: usize, clock: u64) {
         self.engine.voices_mut().reset(station, clock);
+        self.filters[station] = PadFilter::default();
     }
 
-    /// True if `renderer`'s pads go through the engine (its SoundFont, if it has one, plays
-    /// them otherwise).
+    /// True if `renderer`'s melodic voices go through the engine (its SoundFont, if it has one,
+    /// plays them otherwise).
     pub fn routes(&self, station: usize, renderer: &StationRenderer) -> bool {
         station < self.capacity() && !renderer.uses_soundfont()
     }
 
-    /// Gives `ev` to station `station`: a pad note to the engine, anything else to `renderer`.
-    /// `false` when the renderer's pending queue is full (as [`StationRenderer::push_event`]).
+    /// Gives `ev` to station `station`: a melodic note to the engine, anything else (the
+    /// percussion, and the electric piano: see [`Family::routed`]) to `renderer`. `false` when the renderer's pending queue is full (as
+    /// [`StationRenderer::push_event`]).
     pub fn push_event(
         &mut self,
         station: usize,
         renderer: &mut StationRenderer,
         ev: &NoteEvent,
     ) -> bool {
-        if ev.part == Part::Pad as u8 && self.routes(station, renderer) {
-            // The engine starts the note at its frame within the next chunk (or now, if late).
-            self.engine
-                .voices_mut()
-                .set_clock(station, renderer.clock());
-            if self.engine.voices_mut().note_on(station, ev) {
+        let device = Instrument::for_event(ev)
+            .and_then(Family::of)
+            .is_some_and(Family::routed);
+        if device && self.routes(station, renderer) {
+            // The engine starts the note at its frame within the next chunk (or now, if late),
+            // with the station's brightness at the chunk's start.
+            let brightness =
+                self.filters[station].brightness(brightness_target(&renderer.params()));
+            let voices = self.engine.voices_mut();
+            voices.set_clock(station, renderer.clock());
+            if voices.note_on(station, ev, brightness) {
                 return true;
             }
         }
@@ -93,19 +121,23 @@ impl PadRoute {
     pub fn render(&mut self) -> Result<(), TorchError> {
         let n = self.due.len();
         self.engine
-            .render_stations(&self.due, &mut self.pads[..n * CHUNK_SAMPLES])
+            .render_stations(&self.due, &mut self.out[..n * STATION_OUT])
     }
 
-    /// Renders staged station number `k` (in staging order) with its pads from the last
-    /// [`Self::render`] into `out`.
+    /// Renders staged station number `k` (in staging order) with its device voices from the
+    /// last [`Self::render`] into `out`: the pads through the station's pad filter, the other
+    /// device voices as they are, onto the renderer's dry bus with its percussion.
     pub fn render_station(
-        &self,
+        &mut self,
         k: usize,
         renderer: &mut StationRenderer,
         out: &mut [i16; CHUNK_SAMPLES],
     ) {
-        let pads = &self.pads[k * CHUNK_SAMPLES..(k + 1) * CHUNK_SAMPLES];
-        renderer.render_chunk_with_external_pads(pads, out);
+        let station = self.due[k];
+        let dev = &self.out[k * STATION_OUT..(k + 1) * STATION_OUT];
+        let target = brightness_target(&renderer.params());
+        self.filters[station].mix(renderer.clock(), target, dev, &mut self.bus);
+        renderer.render_chunk_with_external_pads(&self.bus, out);
     }
 
     /// Forgets the staged stations (after the tick).
