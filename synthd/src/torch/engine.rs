@@ -15,7 +15,9 @@
 //! table lookups read the same phases as native; the envelope, the piano's index and level decays,
 //! the bell's partial decays, the electric piano's autopan and the shimmer's swells are closed
 //! forms of the age (native walks them block by block or frame by frame) evaluated at native's
-//! control points, with native's own ramp arithmetic between them. The bass one-pole is a
+//! control points, with native's own ramp arithmetic between them; the electric piano's index
+//! and tine decays are closed forms at every frame (native sets them to the same closed form at
+//! each control point and steps them per frame within the block). The bass one-pole is a
 //! recursion; it runs as a blocked closed form (see [`bass`]).
 
 use shm_proto::CHUNK_FRAMES;
@@ -775,22 +777,21 @@ impl Rows<'_> {
         a.f_add(&b)?.f_mul_scalar(0.5)?.f_mul(&level)
     }
 
-    /// The electric piano: table sines, the body index and the tine decaying per frame (native
-    /// `render_electric`; the autopan is in the gains).
+    /// The electric piano: table sines, the body index and the tine as exponentials of the age
+    /// (native `render_electric`, whose per-frame decays restart from these exact values at each
+    /// control point; the autopan is in the gains).
     fn electric(&self, l: &Lines) -> Result<Tensor, TchError> {
         let frames = self.frames0()?;
         let p0 = self.phase(0, &frames)?;
         let p2 = self.phase(2, &frames)?;
         let age = self.frame_age(&l.start)?;
         let floor = self.col_f(F_X + 1)?;
-        let index = floor
-            .f_add(
-                &self
-                    .col_f(F_X)?
-                    .f_sub(&floor)?
-                    .f_mul(&age.f_mul(&self.col_f(F_X + 2)?)?.f_exp()?)?,
-            )?
-            .f_maximum(&self.col_f(F_X + 5)?)?;
+        let index = floor.f_add(
+            &self
+                .col_f(F_X)?
+                .f_sub(&floor)?
+                .f_mul(&age.f_mul(&self.col_f(F_X + 2)?)?.f_exp()?)?,
+        )?;
         let tine = self
             .col_f(F_X + 3)?
             .f_mul(&age.f_mul(&self.col_f(F_X + 4)?)?.f_exp()?)?;

@@ -78,9 +78,9 @@ impl VoiceRoute {
         station < self.capacity() && !renderer.uses_soundfont()
     }
 
-    /// Gives `ev` to station `station`: a melodic note to the engine, anything else (the
-    /// percussion, and the electric piano: see [`Family::routed`]) to `renderer`. `false` when the renderer's pending queue is full (as
-    /// [`StationRenderer::push_event`]).
+    /// Gives `ev` to station `station`: a melodic note to the engine (see [`Family::routed`]),
+    /// anything else (the percussion) to `renderer`. `false` when the renderer's pending queue is
+    /// full (as [`StationRenderer::push_event`]).
     pub fn push_event(
         &mut self,
         station: usize,

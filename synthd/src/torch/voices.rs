@@ -58,11 +58,11 @@ impl Family {
         })
     }
 
-    /// True if the route sends this family's notes to the device. The electric piano's dry path
-    /// differs from native's by 1.0-1.1e-4 (native's f32 index decay drifts; see the parity
-    /// test), over the 1e-4 bar, so its notes stay on the native engine until that is settled.
+    /// True if the route sends this family's notes to the device: every family, each within
+    /// 1e-4 of native (the parity tests). Kept as the one switch should a family have to go back
+    /// to the native engine.
     pub const fn routed(self) -> bool {
-        !matches!(self, Family::Electric)
+        true
     }
 
     /// Voice slots per station. A Focus station sounds up to about a dozen pad voices (two
@@ -214,13 +214,12 @@ fn ln(c: f32) -> f32 {
     f64::from(c).ln() as f32
 }
 
-/// Where native's f32 decay `x = floor + (x - floor) * c` (per frame, or per control block with
-/// `c` the block's multiplier) stops moving: once a step is under half a unit in the last place
-/// of `x`, rounding returns `x` itself, so native's value stays a little above the floor for good
-/// (the electric piano's index about 2e-5 above it, a 1e-4 change of its sound) while the closed
-/// form goes on falling. The map is monotone, so the largest fixed point under the start is the
-/// same whatever the trajectory: iterate the native map from a few stall distances above the
-/// floor (at most a few tens of thousands of steps, at note-on).
+/// Where native's f32 decay `x = floor + (x - floor) * c` (the soft piano's, per control block
+/// with `c` the block's multiplier) stops moving: once a step is under half a unit in the last
+/// place of `x`, rounding returns `x` itself, so native's value stays a little above the floor for
+/// good while the closed form goes on falling. The map is monotone, so the largest fixed point
+/// under the start is the same whatever the trajectory: iterate the native map from a few stall
+/// distances above the floor (at most a few tens of thousands of steps, at note-on).
 fn decay_stall(v0: f32, floor: f32, c: f32) -> f32 {
     if v0 <= floor || !(0.0..1.0).contains(&c) {
         return floor;
@@ -327,13 +326,15 @@ impl DeviceVoice {
                 ]);
             }
             Some(Family::Electric) => {
-                x[..6].copy_from_slice(&[
+                // Native restarts these per-frame decays from their exact values at every
+                // control point (`keys::control_electric`): no stall, nothing to follow but the
+                // exponential.
+                x[..5].copy_from_slice(&[
                     s.amp[0],
                     s.amp_floor[0],
                     ln(s.amp_coef[0]),
                     s.amp[2],
                     ln(s.amp_coef[2]),
-                    decay_stall(s.amp[0], s.amp_floor[0], s.amp_coef[0]),
                 ]);
             }
             Some(Family::Bell) => {
