@@ -16,6 +16,8 @@ if [[ -z "${QUICK:-}" ]]; then
   cargo fmt --all -- --check
   stage "cargo clippy"
   cargo clippy --workspace --all-targets --locked -- -D warnings
+  stage "cargo doc (intra-doc links must resolve)"
+  RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 fi
 
 stage "cargo test (workspace: unit, multi-process, end-to-end)"

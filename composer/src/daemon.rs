@@ -1,7 +1,7 @@
 //! `composer run`: the daemon. It owns the control block and one event queue per station, and
 //! keeps every active station composed a bounded lead ahead of what synthd has rendered.
 //!
-//! One thread, one loop every ~20 ms: heartbeat the control block; start a [`StationRunner`] for
+//! One thread, one loop every ~20 ms: heartbeat the control block; start a `StationRunner` for
 //! each new station in the table and drop the ones whose station went away; apply parameter
 //! changes (by generation); compose bars until the lead is covered; reclaim stations nobody has
 //! listened to for a while (never the default ones). A failing station is logged and retried

@@ -11,7 +11,7 @@
 //! - a leap (more than 4 semitones) is followed by a scale step back the other way, and a leap is
 //!   only taken where that step is possible (the next note is in the same bar and the step lands
 //!   on a chord tone if the next note is on a strong beat);
-//! - at most two repeats of a pitch in a row; the line stays in [`LEAD_RANGE`].
+//! - at most two repeats of a pitch in a row; the line stays in [`LEAD_RANGE`](crate::melody::LEAD_RANGE).
 //!
 //! and soft preferences as weights: steps over thirds over leaps, an arch-shaped contour over the
 //! phrase, phrase endings on the tonic or the chord root.

@@ -1,6 +1,6 @@
 //! The presets: named moods, each a key, a mode, a tempo, an intensity and an instrumentation.
 //!
-//! This is the file to edit to tune the station sound. The order of [`PRESETS`] is part of the
+//! This is the file to edit to tune the station sound. The order of [`PRESETS`](crate::presets::PRESETS) is part of the
 //! shared-memory protocol ([`shm_proto::StationParams::preset`] is an index into it): append new
 //! presets at the end, never reorder. Instrument numbers are explained in `instruments.rs`.
 
