@@ -60,7 +60,7 @@ struct Args {
     /// pre-roll a new listener gets is older than live by design).
     #[arg(long, default_value_t = 2.0)]
     warmup: f64,
-    /// `json`, `pcm16`, or `mixed` (half each).
+    /// `json`, `pcm16`, `opus`, or `mixed` (half json, half pcm16).
     #[arg(long, default_value = "json")]
     format: String,
     /// Stations, assigned round-robin (empty: the default station).
@@ -133,8 +133,9 @@ fn check(args: &Args) -> anyhow::Result<AudioFormatChoice> {
     Ok(match args.format.as_str() {
         "json" => AudioFormatChoice::All(AudioFormat::Json),
         "pcm16" | "binary" => AudioFormatChoice::All(AudioFormat::Pcm16),
+        "opus" => AudioFormatChoice::All(AudioFormat::Opus),
         "mixed" => AudioFormatChoice::Mixed,
-        other => bail!("--format must be json, pcm16 or mixed, not {other:?}"),
+        other => bail!("--format must be json, pcm16, opus or mixed, not {other:?}"),
     })
 }
 

@@ -27,8 +27,10 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum AudioFormat {
     /// Base64 in JSON text frames.
     Json,
-    /// `AUR1` binary frames.
+    /// `AUR1` binary frames of s16le samples.
     Pcm16,
+    /// `AUR1` binary frames of Opus packets (the station's one encoder).
+    Opus,
 }
 
 /// What one listener does.
@@ -152,6 +154,7 @@ async fn open(spec: &ListenerSpec, resume_from: Option<u64>) -> Result<Socket, S
         json!(match spec.format {
             AudioFormat::Json => "json",
             AudioFormat::Pcm16 => "pcm16",
+            AudioFormat::Opus => "opus",
         }),
     );
     if let Some(seq) = resume_from {
@@ -225,7 +228,8 @@ fn decode_binary(frame: &[u8], measure_rms: bool) -> Option<Audio> {
     Some(Audio {
         seq: u64::from_le_bytes(frame[8..16].try_into().ok()?),
         published: f64::from_le_bytes(frame[16..24].try_into().ok()?),
-        rms: if measure_rms {
+        // Format code 1 is s16le samples; an Opus payload has no RMS without decoding.
+        rms: if measure_rms && frame[30..32] == 1u16.to_le_bytes() {
             rms_of(frame.get(header..)?)
         } else {
             0.0
