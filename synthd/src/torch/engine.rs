@@ -84,6 +84,9 @@ pub struct VoiceEngine {
     dev_g0: Tensor,
     /// The constant tensors every render reads.
     k: Constants,
+    /// Device output of one batch, `[batch, CHUNK_FRAMES, OUT_CHANNELS]`: each channel's gather
+    /// is copied into it (no per-chunk stack, whose tensor list `tch` builds on the heap).
+    dev_out: Tensor,
     /// Host copy of one batch's output, `[batch, CHUNK_FRAMES, OUT_CHANNELS]`.
     host_out: Tensor,
     /// `0..stations`: the station list of [`Self::render`].
@@ -169,6 +172,7 @@ impl VoiceEngine {
             dev_i: Tensor::f_zeros([rows, I_PARAMS as i64], i)?,
             dev_g0: Tensor::f_zeros([batch as i64], i)?,
             k,
+            dev_out: Tensor::f_zeros([batch as i64, CHUNK_FRAMES as i64, OUT_CHANNELS as i64], f)?,
             host_out: Tensor::f_zeros(
                 [batch as i64, CHUNK_FRAMES as i64, OUT_CHANNELS as i64],
                 (Kind::Float, Device::Cpu),
@@ -239,7 +243,7 @@ impl VoiceEngine {
             })
             .max()
             .unwrap_or(0);
-        // Four channel sums over the window, the gather and the stacked chunk.
+        // Four channel sums over the window, the gather and the output batch.
         let outputs = batch * window * 4 * OUT_CHANNELS as u64 * 3;
         persistent + peak_family + outputs
     }
@@ -359,16 +363,17 @@ impl VoiceEngine {
         let at = dev_g0
             .f_unsqueeze(1)?
             .f_add(&self.k.chunk_frames.f_unsqueeze(0)?)?;
-        let mut channels = Vec::with_capacity(OUT_CHANNELS);
-        for s in sums {
-            channels.push(match s {
-                Some(s) => s.f_gather(1, &at, false)?,
+        let out = self.dev_out.f_narrow(0, 0, n as i64)?;
+        for (ch, s) in sums.iter().enumerate() {
+            let mut dst = out.f_select(2, ch as i64)?;
+            match s {
+                Some(s) => dst.f_copy_(&s.f_gather(1, &at, false)?)?,
                 None => {
-                    Tensor::f_zeros([n as i64, CHUNK_FRAMES as i64], (Kind::Float, self.device))?
+                    let _ = dst.f_fill_(0.0)?;
                 }
-            });
+            }
         }
-        Tensor::f_stack(&channels, 2)
+        Ok(out)
     }
 }
 
@@ -612,8 +617,8 @@ impl Rows<'_> {
             Family::Shimmer => self.shimmer(&l)?,
         };
         let raw_r = raw_r.unwrap_or_else(|| raw_l.shallow_clone());
-        let mut out = Vec::with_capacity(2);
-        for (ch, raw) in [raw_l, raw_r].iter().enumerate() {
+        // One channel's sum per station (no Vec of channels: nothing on the heap per chunk).
+        let channel = |ch: usize, raw: &Tensor| -> Result<Tensor, TchError> {
             let g = self.col_f(F_GAIN + ch)?;
             let amp = if family == Family::Electric {
                 // Autopan: the gain's target at each control point is level * pan * (1 +- t),
@@ -632,19 +637,16 @@ impl Rows<'_> {
             } else {
                 self.amp(&l, &g, &g)?
             };
-            out.push(self.station_sum(&raw.f_mul(&amp)?)?);
-        }
-        let r = out.pop().expect("two channels");
-        let left = out.pop().expect("two channels");
-        Ok([left, r])
+            self.station_sum(&raw.f_mul(&amp)?)
+        };
+        Ok([channel(0, &raw_l)?, channel(1, &raw_r)?])
     }
 
     /// The pads: three DPW saws (warm) or two triangles and a saw (glass), left = 0 + 1,
     /// right = 2 + 1.
     fn pads(&self) -> Result<(Tensor, Option<Tensor>), TchError> {
         let glass = self.col_f(F_X + 3)?.f_gt(0.5)?;
-        let mut osc = Vec::with_capacity(3);
-        for o in 0..3 {
+        let osc = |o: usize| -> Result<Tensor, TchError> {
             // Over frames -1..WINDOW: the phase read as signed 24 bits, as native.
             let p = self.phase(o, &self.k.frames)?;
             let x = f32_of(&signed24(&p)?)?.f_mul_scalar(1.0 / f64::from(1u32 << 23))?;
@@ -654,17 +656,17 @@ impl Rows<'_> {
                 .f_sub(&q.f_narrow(1, 0, WINDOW)?)?
                 .f_mul(&self.col_f(F_X + o)?)?;
             if o == 1 {
-                osc.push(saw);
-            } else {
-                // 1 - 2|x|: native's triangle.
-                let tri = x
-                    .f_narrow(1, 1, WINDOW)?
-                    .f_abs()?
-                    .f_mul_scalar(-2.0)?
-                    .f_add_scalar(1.0)?;
-                osc.push(tri.f_where_self(&glass, &saw)?);
+                return Ok(saw);
             }
-        }
+            // 1 - 2|x|: native's triangle.
+            let tri = x
+                .f_narrow(1, 1, WINDOW)?
+                .f_abs()?
+                .f_mul_scalar(-2.0)?
+                .f_add_scalar(1.0)?;
+            tri.f_where_self(&glass, &saw)
+        };
+        let osc = [osc(0)?, osc(1)?, osc(2)?];
         Ok((osc[0].f_add(&osc[1])?, Some(osc[2].f_add(&osc[1])?)))
     }
 
@@ -704,15 +706,11 @@ impl Rows<'_> {
         let mut state = ends.shallow_clone();
         let mut weight = k64.shallow_clone();
         for shift in 1..HISTORY {
-            let earlier = Tensor::f_cat(
-                &[
-                    ends.f_narrow(1, 0, 1)?
-                        .f_zeros_like()?
-                        .f_expand([-1, shift], false)?,
-                    ends.f_narrow(1, 0, nb - shift)?,
-                ],
-                1,
-            )?;
+            // The ends `shift` blocks earlier, zero before the first (a pad, not a cat: `tch`
+            // builds a cat's tensor list on the heap).
+            let earlier = ends
+                .f_narrow(1, 0, nb - shift)?
+                .f_constant_pad_nd([shift, 0].as_slice())?;
             state = state.f_add(&earlier.f_mul(&weight)?)?;
             weight = weight.f_mul(&k64)?;
         }
@@ -840,8 +838,7 @@ impl Rows<'_> {
             .offset
             .f_view_([1, 1, BLOCK as i64])?
             .f_sub(&l.from.f_unsqueeze(2)?)?;
-        let mut s = Vec::with_capacity(3);
-        for k in 0..3 {
+        let partial = |k: usize| -> Result<Tensor, TchError> {
             let target = |q: &Tensor| -> Result<Tensor, TchError> {
                 let p = lfo
                     .f_add(&q.f_mul(&inc)?)?
@@ -872,8 +869,9 @@ impl Rows<'_> {
                 .f_sub(&at)?
                 .f_div_scalar(BLOCK as f64)?;
             let gain = self.flat(&at.f_unsqueeze(2)?.f_add(&i.f_mul(&step.f_unsqueeze(2)?)?)?)?;
-            s.push(self.lookup(&self.phase(k, &frames)?)?.f_mul(&gain)?);
-        }
+            self.lookup(&self.phase(k, &frames)?)?.f_mul(&gain)
+        };
+        let s = [partial(0)?, partial(1)?, partial(2)?];
         let left = s[0]
             .f_add(&s[1].f_mul_scalar(0.35f32 as f64)?)?
             .f_add(&s[2].f_mul_scalar(0.6f32 as f64)?)?;
