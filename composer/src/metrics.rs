@@ -79,24 +79,13 @@ pub(crate) fn metrics() -> &'static ComposerMetrics {
     &METRICS
 }
 
-/// Starts the endpoint unless disabled. A port that cannot be bound is logged and the daemon
-/// goes on without metrics: music matters more than its graphs (the scrape target then shows
-/// as down, which alerts).
+/// Starts the endpoint unless disabled (see [`MetricsEndpoint::start_or_log`]).
 pub fn start(args: &MetricsArgs) -> Option<MetricsEndpoint> {
-    if !args.metrics_enabled {
-        tracing::info!("metrics disabled (METRICS_ENABLED=false)");
-        return None;
-    }
-    match MetricsEndpoint::start(args.metrics_addr, METRICS.registry.clone()) {
-        Ok(ep) => {
-            tracing::info!(addr = %ep.local_addr(), "serving /metrics");
-            Some(ep)
-        }
-        Err(err) => {
-            tracing::error!(addr = %args.metrics_addr, %err, "cannot serve /metrics; continuing without");
-            None
-        }
-    }
+    MetricsEndpoint::start_or_log(
+        args.metrics_enabled,
+        args.metrics_addr,
+        METRICS.registry.clone(),
+    )
 }
 
 /// The metrics text, as served (for tests).

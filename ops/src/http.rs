@@ -39,6 +39,26 @@ impl MetricsEndpoint {
         })
     }
 
+    /// Starts the endpoint unless `enabled` is false. A port that cannot be bound is logged and
+    /// the daemon goes on without metrics: music matters more than its graphs (the scrape target
+    /// then shows as down, which alerts).
+    pub fn start_or_log(enabled: bool, addr: SocketAddr, registry: Registry) -> Option<Self> {
+        if !enabled {
+            tracing::info!("metrics disabled (METRICS_ENABLED=false)");
+            return None;
+        }
+        match Self::start(addr, registry) {
+            Ok(ep) => {
+                tracing::info!(addr = %ep.local_addr(), "serving /metrics");
+                Some(ep)
+            }
+            Err(err) => {
+                tracing::error!(%addr, %err, "cannot serve /metrics; continuing without");
+                None
+            }
+        }
+    }
+
     /// Where it listens.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr

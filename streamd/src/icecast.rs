@@ -9,9 +9,9 @@
 //! The source protocol is Icecast's HTTP `PUT` (2.4.0 and later): Basic auth, `Content-Type:
 //! audio/ogg`, `Ice-Public: 0`, `Ice-Name`, no `Expect: 100-continue` (so no interim response to
 //! handle), the response head awaited before the first byte, then the body streams until either
-//! side closes. Every connection starts with a fresh subscription: the Ogg header pages, the
-//! feed's burst, then live pages. A failed or dropped connection is retried with exponential
-//! backoff ([`BACKOFF_MIN`] doubling to [`BACKOFF_MAX`]), reset after a connection that lasted.
+//! side closes. Every connection starts with a fresh subscription, as a plain-stream listener:
+//! the Ogg header pages and the feed's burst in one write, then live pages in 0.5 s batches. A
+//! failed or dropped connection is retried with exponential backoff ([`BACKOFF_MIN`] doubling to [`BACKOFF_MAX`]), reset after a connection that lasted.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +21,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::sync::{broadcast, watch};
 
-use crate::compressed::{CompressedStreams, FeedItem};
+use crate::compressed::{CompressedStreams, HttpItem};
 use crate::directory::StationDirectory;
 use crate::encode::Codec;
 use crate::shutdown::Phase;
@@ -244,20 +244,16 @@ async fn relay_once(
     let mut socket = tokio::time::timeout(CONNECT_TIMEOUT, connect(server, relay))
         .await
         .map_err(|_| RelayError::Timeout)??;
-    let mut sub = compressed.subscribe(&station, Codec::Opus, None).await?;
+    // The relay is one more plain-stream listener: the burst in one write, then the batches.
+    let mut sub = compressed.subscribe_http(&station, Codec::Opus).await?;
     tracing::info!(station = %relay.station, mount = %relay.mount, "Icecast source connected");
-    let burst = sub.burst();
-    sub.history = Vec::new();
-    for unit in burst {
-        write(&mut socket, &unit).await?;
-    }
+    write(&mut socket, &std::mem::take(&mut sub.burst)).await?;
     let mut closed = [0u8; 64];
     loop {
         tokio::select! {
-            item = sub.items.recv() => match item {
-                Ok(FeedItem::Unit(unit)) => write(&mut socket, &unit.stream).await?,
-                Ok(FeedItem::Notice(_) | FeedItem::SequenceReset) => {}
-                Ok(FeedItem::End(_)) | Err(broadcast::error::RecvError::Closed) => {
+            item = sub.batches.recv() => match item {
+                Ok(HttpItem::Data(batch)) => write(&mut socket, &batch).await?,
+                Ok(HttpItem::End) | Err(broadcast::error::RecvError::Closed) => {
                     return Err(RelayError::FeedEnded)
                 }
                 // Behind (Icecast slow): skip to live; whole pages keep the stream decodable.

@@ -64,23 +64,9 @@ pub fn station_stats(name: &str) -> Arc<RenderStats> {
     stats
 }
 
-/// Starts the endpoint unless disabled; a port that cannot be bound is logged and synthd renders
-/// on without metrics.
+/// Starts the endpoint unless disabled (see [`MetricsEndpoint::start_or_log`]).
 pub fn start(args: &MetricsArgs) -> Option<MetricsEndpoint> {
-    if !args.metrics_enabled {
-        tracing::info!("metrics disabled (METRICS_ENABLED=false)");
-        return None;
-    }
-    match MetricsEndpoint::start(args.metrics_addr, REGISTRY.clone()) {
-        Ok(ep) => {
-            tracing::info!(addr = %ep.local_addr(), "serving /metrics");
-            Some(ep)
-        }
-        Err(err) => {
-            tracing::error!(addr = %args.metrics_addr, %err, "cannot serve /metrics; continuing without");
-            None
-        }
-    }
+    MetricsEndpoint::start_or_log(args.metrics_enabled, args.metrics_addr, REGISTRY.clone())
 }
 
 /// The metrics text, as served (for tests).

@@ -216,18 +216,6 @@ impl FeedSubscription {
     pub fn feed(&self) -> &Arc<Feed> {
         &self.listener.0
     }
-
-    /// What a unit-by-unit stream listener (the Icecast relay) sends before the live units: the
-    /// stream header, then the last [`BURST_UNITS`] units.
-    pub fn burst(&self) -> Vec<Bytes> {
-        let header = &self.listener.0.header;
-        let skip = self.history.len().saturating_sub(BURST_UNITS);
-        (!header.is_empty())
-            .then(|| header.clone())
-            .into_iter()
-            .chain(self.history[skip..].iter().map(|u| u.stream.clone()))
-            .collect()
-    }
 }
 
 /// An HTTP listener's view of a feed: the burst, then batches.
